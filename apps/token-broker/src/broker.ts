@@ -1,0 +1,89 @@
+import { AppConfig } from '@app/config';
+import { EmbeddedPostgresServer } from '@app/database';
+import { Logger as NestLogger, ValidationPipe } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { Logger } from 'nestjs-pino';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import { AppModule } from './app.module';
+
+export interface RunningBroker {
+  app: NestFastifyApplication;
+  /** Where it listens, e.g. http://127.0.0.1:3000 */
+  url: string;
+  /** Whether the embedded PostgreSQL server was started for this broker. */
+  embeddedDatabase: boolean;
+  close(): Promise<void>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Builds and starts the broker: the embedded database when DATABASE_URL is unset, then the
+ * Nest application on Fastify. Used by main.ts and by the end-to-end tests alike.
+ */
+export async function startBroker(config: AppConfig, options: { port?: number } = {}): Promise<RunningBroker> {
+  const bootLogger = new NestLogger('Broker');
+  let embedded: EmbeddedPostgresServer | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    embedded = new EmbeddedPostgresServer({ dataDir: config.dataDir });
+    databaseUrl = await embedded.start();
+    bootLogger.log(`embedded PostgreSQL running with data in ${join(config.dataDir, 'postgres')}`);
+  }
+
+  try {
+    const adapter = new FastifyAdapter({
+      bodyLimit: 64 * 1024,
+      trustProxy: true,
+      genReqId: (req: IncomingMessage) => {
+        const given = req.headers['x-request-id'];
+        return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+      },
+    });
+    const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot({ config, databaseUrl }), adapter, {
+      bufferLogs: true,
+    });
+    app.useLogger(app.get(Logger));
+    app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
+    app
+      .getHttpAdapter()
+      .getInstance()
+      .addHook('onSend', (request, reply, payload, done) => {
+        void reply.header('x-request-id', request.id);
+        done(null, payload);
+      });
+
+    const document = SwaggerModule.createDocument(
+      app,
+      new DocumentBuilder()
+        .setTitle('token-broker')
+        .setDescription('OAuth 2.0 token broker for Copper, Copernica and Copy.ai')
+        .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'a service or admin API key' })
+        .build(),
+    );
+    SwaggerModule.setup('docs', app, document);
+
+    await app.listen(options.port ?? config.port, config.host);
+    const address = app.getHttpServer().address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    const url = `http://${host}:${port}`;
+
+    return {
+      app,
+      url,
+      embeddedDatabase: embedded !== undefined,
+      close: async () => {
+        await app.close();
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+}

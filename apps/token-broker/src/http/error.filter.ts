@@ -1,0 +1,76 @@
+import { DomainError, ErrorCode, HTTP_STATUS_BY_CODE } from '@app/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string;
+  requestId?: string;
+  [detail: string]: unknown;
+}
+
+/** Statuses Nest or Fastify raise on their own, mapped onto the broker's codes. */
+const CODE_BY_STATUS: Record<number, ErrorCode> = {
+  400: ErrorCode.ValidationFailed,
+  401: ErrorCode.Unauthorized,
+  403: ErrorCode.Forbidden,
+  404: ErrorCode.RouteNotFound,
+  413: ErrorCode.PayloadTooLarge,
+  415: ErrorCode.ValidationFailed,
+};
+
+/**
+ * The one place errors become HTTP responses: `{statusCode, error, message}`. Domain errors
+ * carry their code; framework errors are mapped by status; anything else is an internal
+ * error, logged once with the request id the caller also receives (never the cause's text,
+ * which might hold a secret).
+ */
+@Catch()
+export class ErrorFilter implements ExceptionFilter {
+  private readonly logger = new Logger('Errors');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    const reply = http.getResponse<FastifyReply>();
+    const request = http.getRequest<FastifyRequest>();
+    const body = this.toBody(exception, request);
+    if (body.statusCode >= 500 && body.error === ErrorCode.Internal) {
+      this.logger.error({ requestId: request.id, err: exception }, 'unhandled error');
+    }
+    void reply.status(body.statusCode).header('content-type', 'application/json; charset=utf-8').send(body);
+  }
+
+  private toBody(exception: unknown, request: FastifyRequest): ErrorBody {
+    if (exception instanceof DomainError) {
+      return { ...exception.details, statusCode: exception.status, error: exception.code, message: exception.message };
+    }
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const code = CODE_BY_STATUS[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.ValidationFailed);
+      return { statusCode: status, error: code, message: httpMessage(exception, code, request) };
+    }
+    const fastifyError = exception as { statusCode?: number; code?: string; message?: string };
+    if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500 && fastifyError.code?.startsWith('FST_')) {
+      const code = CODE_BY_STATUS[fastifyError.statusCode] ?? ErrorCode.ValidationFailed;
+      return { statusCode: fastifyError.statusCode, error: code, message: fastifyError.message ?? 'bad request' };
+    }
+    return {
+      statusCode: HTTP_STATUS_BY_CODE[ErrorCode.Internal],
+      error: ErrorCode.Internal,
+      message: `internal error; quote request id ${request.id} when reporting it`,
+      requestId: request.id,
+    };
+  }
+}
+
+function httpMessage(exception: HttpException, code: ErrorCode, request: FastifyRequest): string {
+  if (code === ErrorCode.RouteNotFound) return `no route ${request.method} ${request.url.split('?')[0]}`;
+  const response = exception.getResponse();
+  if (typeof response === 'object' && response !== null && 'message' in response) {
+    const message = (response as { message: unknown }).message;
+    if (Array.isArray(message)) return message.join('; ');
+    if (typeof message === 'string') return message;
+  }
+  return exception.message;
+}

@@ -1,0 +1,48 @@
+/**
+ * token-broker entry point: read the environment (every problem reported at once), start
+ * the broker, and shut down cleanly on SIGTERM/SIGINT (Kubernetes sends SIGTERM).
+ */
+import 'reflect-metadata';
+import { ConfigError, loadConfig } from '@app/config';
+import { Logger } from '@nestjs/common';
+import { startBroker } from './broker';
+
+async function main(): Promise<void> {
+  let loaded;
+  try {
+    loaded = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`token-broker cannot start.\n${error.message}`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw error;
+  }
+  const { config, notices } = loaded;
+  const logger = new Logger('Broker');
+  for (const notice of notices) logger.warn(notice);
+
+  const broker = await startBroker(config);
+  logger.log(`token-broker listening on ${broker.url} (public URL ${config.publicUrl}); API docs at ${broker.url}/docs`);
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.log(`${signal} received: shutting down`);
+    broker.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error(`shutdown failed: ${(error as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((error: unknown) => {
+  console.error(`token-broker failed to start: ${(error as Error).stack ?? String(error)}`);
+  process.exit(1);
+});

@@ -1,0 +1,38 @@
+import { AppConfig, NamedSecret } from '@app/config';
+import { Injectable } from '@nestjs/common';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Caller, CallerRole } from './caller';
+
+interface StoredKey {
+  name: string;
+  role: CallerRole;
+  digest: Buffer;
+}
+
+/**
+ * Checks bearer secrets against SERVICE_API_KEYS and ADMIN_API_KEYS. Secrets are kept only
+ * as SHA-256 digests and compared with timingSafeEqual against every key (no early exit), so
+ * neither timing nor length tells a caller how close a guess was.
+ */
+@Injectable()
+export class ApiKeyVerifier {
+  private readonly keys: StoredKey[];
+
+  constructor(config: AppConfig) {
+    const stored = (role: CallerRole) => (k: NamedSecret): StoredKey => ({ name: k.name, role, digest: digest(k.secret) });
+    this.keys = [...config.serviceApiKeys.map(stored('service')), ...config.adminApiKeys.map(stored('admin'))];
+  }
+
+  identify(secret: string): Caller | undefined {
+    const presented = digest(secret);
+    let match: StoredKey | undefined;
+    for (const key of this.keys) {
+      if (timingSafeEqual(presented, key.digest) && !match) match = key;
+    }
+    return match ? { name: match.name, role: match.role } : undefined;
+  }
+}
+
+function digest(secret: string): Buffer {
+  return createHash('sha256').update(secret, 'utf8').digest();
+}

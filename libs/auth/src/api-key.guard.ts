@@ -1,0 +1,36 @@
+import { DomainError, ErrorCode } from '@app/common';
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { Access, ACCESS_KEY } from './access.decorators';
+import { CALLER_KEY } from './caller';
+import { ApiKeyVerifier } from './api-key-verifier';
+
+/**
+ * Global guard. Denies by default: a route must be marked @Public(), @ServiceAccess() or
+ * @AdminAccess(). A service key never opens an admin route; an admin key is not a service key.
+ */
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly verifier: ApiKeyVerifier,
+  ) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS_KEY, [context.getHandler(), context.getClass()]);
+    if (!access) throw new DomainError(ErrorCode.Forbidden, 'this route declares no access rule and is closed');
+    if (access.kind === 'public') return true;
+
+    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | string[] | undefined> } & Record<string, unknown>>();
+    const header = request.headers.authorization;
+    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+    if (!match) throw new DomainError(ErrorCode.Unauthorized, 'send an API key as "Authorization: Bearer <secret>"');
+    const caller = this.verifier.identify(match[1]);
+    if (!caller) throw new DomainError(ErrorCode.Unauthorized, 'the API key is not recognised');
+    if (caller.role !== access.role) {
+      throw new DomainError(ErrorCode.Forbidden, `this route needs a ${access.role} key; "${caller.name}" is a ${caller.role} key`);
+    }
+    request[CALLER_KEY] = caller;
+    return true;
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Domain errors: thrown anywhere below the HTTP layer with a stable string code.
+ * One exception filter (apps/token-broker) maps the code to a status and the JSON
+ * error shape. A message here is shown to callers, so it must never contain a token,
+ * a client secret or an API key.
+ */
+export enum ErrorCode {
+  ValidationFailed = 'validation_failed',
+  InvalidAccount = 'invalid_account',
+  Unauthorized = 'unauthorized',
+  Forbidden = 'forbidden',
+  NotFound = 'not_found',
+  RouteNotFound = 'route_not_found',
+  ConnectionNotFound = 'connection_not_found',
+  ProviderUnknown = 'provider_unknown',
+  ProviderNotConfigured = 'provider_not_configured',
+  ProviderAmbiguous = 'provider_ambiguous',
+  NeedsReauth = 'needs_reauth',
+  Revoked = 'revoked',
+  ProviderUnavailable = 'provider_unavailable',
+  ProviderMisconfigured = 'provider_misconfigured',
+  StateInvalid = 'state_invalid',
+  SessionInvalid = 'session_invalid',
+  ReturnToNotAllowed = 'return_to_not_allowed',
+  TokenUnreadable = 'token_unreadable',
+  PayloadTooLarge = 'payload_too_large',
+  NotReady = 'not_ready',
+  Internal = 'internal_error',
+}
+
+export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
+  [ErrorCode.ValidationFailed]: 400,
+  [ErrorCode.InvalidAccount]: 400,
+  [ErrorCode.ProviderUnknown]: 400,
+  [ErrorCode.ProviderNotConfigured]: 400,
+  [ErrorCode.ProviderAmbiguous]: 400,
+  [ErrorCode.StateInvalid]: 400,
+  [ErrorCode.SessionInvalid]: 400,
+  [ErrorCode.ReturnToNotAllowed]: 400,
+  [ErrorCode.Unauthorized]: 401,
+  [ErrorCode.Forbidden]: 403,
+  [ErrorCode.NotFound]: 404,
+  [ErrorCode.RouteNotFound]: 404,
+  [ErrorCode.ConnectionNotFound]: 404,
+  [ErrorCode.NeedsReauth]: 409,
+  [ErrorCode.Revoked]: 409,
+  [ErrorCode.PayloadTooLarge]: 413,
+  [ErrorCode.TokenUnreadable]: 500,
+  [ErrorCode.Internal]: 500,
+  [ErrorCode.ProviderMisconfigured]: 502,
+  [ErrorCode.ProviderUnavailable]: 503,
+  [ErrorCode.NotReady]: 503,
+};
+
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Extra, non-secret fields merged into the error body (e.g. `providers`, `retryAfter`). */
+    readonly details?: Readonly<Record<string, unknown>>,
+  ) {
+    super(message);
+    this.name = 'DomainError';
+  }
+
+  get status(): number {
+    return HTTP_STATUS_BY_CODE[this.code];
+  }
+}

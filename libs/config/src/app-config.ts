@@ -1,0 +1,62 @@
+import type { ProviderEndpoints, ProviderId } from '@app/providers';
+import type { NamedSecret } from './named-secret';
+
+/** A provider that is enabled (its client id is set) with everything needed to talk to it. */
+export interface ProviderSettings {
+  readonly id: ProviderId;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly endpoints: Required<Pick<ProviderEndpoints, 'authorizeUrl' | 'tokenUrl' | 'apiUrl'>> &
+    Pick<ProviderEndpoints, 'revokeUrl'>;
+  readonly scope: string | null;
+  readonly usePkce: boolean;
+}
+
+/** The plain values an AppConfig is built from. */
+export type AppConfigValues = Omit<AppConfig, 'isProduction' | 'toJSON'>;
+
+/**
+ * The broker's configuration, parsed and validated once at boot (see load-config.ts).
+ * Secrets are here as values; this object is never logged whole.
+ */
+export class AppConfig {
+  readonly nodeEnv!: 'development' | 'production' | 'test';
+  readonly port!: number;
+  readonly host!: string;
+  /** Unset → embedded Postgres under dataDir. */
+  readonly databaseUrl!: string | undefined;
+  readonly dataDir!: string;
+  readonly publicUrl!: string;
+  readonly logLevel!: string;
+  /** `kid:base64key,...`, parsed by the crypto library into the key ring. */
+  readonly tokenEncryptionKeys!: string;
+  readonly serviceApiKeys!: ReadonlyArray<NamedSecret>;
+  readonly adminApiKeys!: ReadonlyArray<NamedSecret>;
+  /** Origin patterns a connect `returnTo` may point at; `*` stands for any port in `http://localhost:*`. */
+  readonly connectReturnOrigins!: ReadonlyArray<string>;
+  readonly providers!: Readonly<Partial<Record<ProviderId, ProviderSettings>>>;
+
+  constructor(values: AppConfigValues) {
+    Object.assign(this, values);
+  }
+
+  get isProduction(): boolean {
+    return this.nodeEnv === 'production';
+  }
+
+  /** Never print secrets: what `console.log(config)` or a logger would show. */
+  toJSON(): Record<string, unknown> {
+    return {
+      nodeEnv: this.nodeEnv,
+      port: this.port,
+      host: this.host,
+      database: this.databaseUrl ? 'external' : 'embedded',
+      dataDir: this.dataDir,
+      publicUrl: this.publicUrl,
+      serviceApiKeys: this.serviceApiKeys.map((k) => k.name),
+      adminApiKeys: this.adminApiKeys.map((k) => k.name),
+      connectReturnOrigins: this.connectReturnOrigins,
+      providers: Object.keys(this.providers),
+    };
+  }
+}

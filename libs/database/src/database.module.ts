@@ -1,0 +1,42 @@
+import { DynamicModule, Global, Inject, Logger, Module, OnModuleInit } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { dataSourceOptions } from './data-source-options';
+import { runPendingMigrations } from './migration-runner';
+
+const RUN_MIGRATIONS = Symbol('RUN_MIGRATIONS');
+
+export interface DatabaseModuleOptions {
+  url: string;
+  /** Apply pending migrations when the module starts (the service does; some tests do not). */
+  runMigrations?: boolean;
+}
+
+/**
+ * TypeORM over `pg`. Entities register themselves with TypeOrmModule.forFeature in their
+ * feature library; this module never imports a feature.
+ */
+@Global()
+@Module({})
+export class DatabaseModule implements OnModuleInit {
+  private readonly logger = new Logger('Database');
+
+  constructor(
+    private readonly dataSource: DataSource,
+    @Inject(RUN_MIGRATIONS) private readonly runMigrations: boolean,
+  ) {}
+
+  static forRoot(options: DatabaseModuleOptions): DynamicModule {
+    return {
+      module: DatabaseModule,
+      imports: [TypeOrmModule.forRoot({ ...dataSourceOptions(options.url), autoLoadEntities: true, retryAttempts: 3, retryDelay: 1000 })],
+      providers: [{ provide: RUN_MIGRATIONS, useValue: options.runMigrations ?? true }],
+    };
+  }
+
+  async onModuleInit(): Promise<void> {
+    if (!this.runMigrations) return;
+    const applied = await runPendingMigrations(this.dataSource);
+    if (applied.length > 0) this.logger.log(`applied migrations: ${applied.join(', ')}`);
+  }
+}

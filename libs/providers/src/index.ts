@@ -1,0 +1,2 @@
+export * from './provider-definition';
+export * from './provider-registry';
