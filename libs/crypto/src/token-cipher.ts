@@ -83,6 +83,11 @@ export class TokenCipher {
     this.#randomBytes = randomBytes;
   }
 
+  /** The key id new values are sealed under. */
+  get activeKeyId(): string {
+    return this.#ring.activeKid;
+  }
+
   /** Encrypts under the active key. Random 96-bit IVs stay safe for ~2^32 seals per key. */
   seal(plaintext: string, context: SealContext): SealedValue {
     assertContext(context);

@@ -1,0 +1,78 @@
+import {
+  ConnectionError,
+  ConnectionFilter,
+  ConnectionPage,
+  ConnectionRecord,
+  ConnectionWithTokens,
+  ProviderIdentity,
+  SealedConnection,
+  TokenSet,
+} from './connection.model';
+
+export interface SaveConnectedInput {
+  account: string;
+  provider: string;
+  tokens: TokenSet;
+  identity: ProviderIdentity | null;
+  nextRefreshAt: Date | null;
+}
+
+export interface SaveRefreshedInput {
+  id: string;
+  /** The version the refresher read; the write only lands if the row still has it. */
+  expectedVersion: number;
+  tokens: TokenSet;
+  nextRefreshAt: Date | null;
+}
+
+export interface ResealProgress {
+  resealed: number;
+  /** Rows under an old key that were locked by a writer this pass; a later pass takes them. */
+  skippedLocked: boolean;
+}
+
+/**
+ * Where connections and their sealed tokens live. The abstract class is the DI token;
+ * TypeormConnectionRepository implements it against Postgres. Plaintext tokens leave it only
+ * through `unseal` (and `findWithTokens`, which is `findSealed` + `unseal`).
+ */
+export abstract class ConnectionRepository {
+  /** Creates or replaces the connection for (account, provider) after a successful connect: active, errors cleared. */
+  abstract saveConnected(input: SaveConnectedInput): Promise<ConnectionRecord>;
+
+  abstract findOne(account: string, provider: string): Promise<ConnectionRecord | null>;
+  abstract findById(id: string): Promise<ConnectionRecord | null>;
+  abstract findByAccount(account: string): Promise<ConnectionRecord[]>;
+
+  /** The row with its sealed values, for the read-path cache. */
+  abstract findSealed(account: string, provider: string): Promise<SealedConnection | null>;
+  abstract findSealedById(id: string): Promise<SealedConnection | null>;
+
+  /** Opens the sealed values. Throws ConnectionUnreadableError naming the connection and key id. */
+  abstract unseal(sealed: SealedConnection): ConnectionWithTokens;
+
+  abstract findWithTokens(account: string, provider: string): Promise<ConnectionWithTokens | null>;
+
+  /** Fenced: returns null (and writes nothing) when the row's version moved on. */
+  abstract saveRefreshed(input: SaveRefreshedInput): Promise<ConnectionRecord | null>;
+
+  /** The provider refused the grant: the user must connect again. Never retried. */
+  abstract markNeedsReauth(id: string, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null>;
+
+  /** A refresh failed in a way that may pass; try again at `retryAt`. Tokens stay as they are. */
+  abstract recordRefreshFailure(id: string, error: Omit<ConnectionError, 'at'>, retryAt: Date | null): Promise<void>;
+
+  /** Erases both tokens and marks the connection revoked. */
+  abstract markRevoked(id: string): Promise<ConnectionRecord | null>;
+
+  abstract list(filter: ConnectionFilter, cursor: string | null, limit: number): Promise<ConnectionPage>;
+
+  /** Batched last-used timestamps (the read path never writes per request). */
+  abstract recordUsage(lastUsedById: ReadonlyMap<string, Date>): Promise<void>;
+
+  /** Re-seals up to `limit` rows sealed under any key but the active one. */
+  abstract resealBatch(limit: number): Promise<ResealProgress>;
+
+  /** How many rows hold tokens sealed under each key id. */
+  abstract countByKeyId(): Promise<Record<string, number>>;
+}
