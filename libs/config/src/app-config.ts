@@ -1,16 +1,5 @@
-import type { ProviderEndpoints, ProviderId } from '@app/providers';
+import type { ProviderId, ProviderSettings } from '@app/providers';
 import type { NamedSecret } from './named-secret';
-
-/** A provider that is enabled (its client id is set) with everything needed to talk to it. */
-export interface ProviderSettings {
-  readonly id: ProviderId;
-  readonly clientId: string;
-  readonly clientSecret: string;
-  readonly endpoints: Required<Pick<ProviderEndpoints, 'authorizeUrl' | 'tokenUrl' | 'apiUrl'>> &
-    Pick<ProviderEndpoints, 'revokeUrl'>;
-  readonly scope: string | null;
-  readonly usePkce: boolean;
-}
 
 /** The plain values an AppConfig is built from. */
 export type AppConfigValues = Omit<AppConfig, 'isProduction' | 'toJSON'>;

@@ -1,9 +1,9 @@
 import { parseKeyRingSpec } from '@app/crypto';
-import { PROVIDER_DEFINITIONS, ProviderDefinition, ProviderEndpoints, ProviderId } from '@app/providers';
+import { PROVIDER_DEFINITIONS, ProviderDefinition, ProviderEndpoints, ProviderId, ProviderSettings } from '@app/providers';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { resolve } from 'node:path';
-import { AppConfig, ProviderSettings } from './app-config';
+import { AppConfig } from './app-config';
 import { DevSecretsFile, GENERATED_SECRET_VARIABLES, GeneratedSecretVariable } from './dev-secrets';
 import { EnvironmentVariables } from './environment-variables';
 import { parseNamedSecrets } from './named-secret';

@@ -1,6 +1,7 @@
 /**
- * What the broker knows about one OAuth provider, as data. Each provider is one file in
- * definitions/; the registry lists them. Nothing here touches the database or HTTP layer.
+ * What the broker knows about one OAuth provider, as data plus a few hooks. Each provider is
+ * one file in definitions/; the registry lists them. Nothing here touches the database or
+ * the HTTP layer of the broker.
  */
 export type ProviderId = 'copper' | 'copernica' | 'copyai';
 
@@ -10,6 +11,14 @@ export interface ProviderEndpoints {
   tokenUrl?: string;
   apiUrl?: string;
   revokeUrl?: string;
+}
+
+/** What a provider's identity endpoint told us about the user who connected. */
+export interface ProviderIdentity {
+  id?: string;
+  name?: string;
+  email?: string;
+  company?: string;
 }
 
 export interface ProviderDefinition {
@@ -23,4 +32,19 @@ export interface ProviderDefinition {
   requiredEndpoints: ReadonlyArray<keyof ProviderEndpoints>;
   /** Scope sent on authorize; `null` when the provider takes none. */
   defaultScope: string | null;
+  /**
+   * How the provider returns the user: `query` (GET ?code&state) or `form_post` (a cross-site
+   * POST with code and state in a form body, as Copper does).
+   */
+  callback: 'query' | 'form_post';
+  /** `form_post`: RFC 6749 form POST. `query_get`: an HTTP GET with everything in the query (Copernica). */
+  tokenExchange: 'form_post' | 'query_get';
+  /** How an API call presents the token. */
+  tokenPresentation: 'bearer_header' | 'access_token_query';
+  /** The identity endpoint, relative to the API URL, and how to read its answer. */
+  identity?: { path: string; read(body: Record<string, unknown>): ProviderIdentity };
+  /** RFC 7009 revocation when a revoke URL is configured; `none` when the provider has no API for it. */
+  revocation: 'rfc7009' | 'none';
+  /** Providers that silently drop short `state` values (Copernica: 32). Ours are 43 characters. */
+  minStateLength?: number;
 }

@@ -1,6 +1,10 @@
 import { ProviderDefinition } from '../provider-definition';
+import { readIdentity } from '../provider-identity';
 
-/** Copernica. Token exchange is an HTTP GET; the token never expires and goes in the query. */
+/**
+ * Copernica. The token exchange is an HTTP GET answering `{access_token}` only; the token never
+ * expires and is presented as `?access_token=`. A state under 32 characters gets no code back.
+ */
 export const copernica: ProviderDefinition = {
   id: 'copernica',
   displayName: 'Copernica',
@@ -12,4 +16,10 @@ export const copernica: ProviderDefinition = {
   },
   requiredEndpoints: ['authorizeUrl', 'tokenUrl', 'apiUrl'],
   defaultScope: null,
+  callback: 'query',
+  tokenExchange: 'query_get',
+  tokenPresentation: 'access_token_query',
+  identity: { path: '/identity', read: (body) => readIdentity(body, ['id', 'name', 'company']) },
+  revocation: 'none',
+  minStateLength: 32,
 };

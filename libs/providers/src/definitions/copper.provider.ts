@@ -1,6 +1,10 @@
 import { ProviderDefinition } from '../provider-definition';
+import { readIdentity } from '../provider-identity';
 
-/** Copper CRM. Callback arrives as a cross-site form POST; tokens normally never expire. */
+/**
+ * Copper CRM. The callback arrives as a cross-site form POST; tokens normally never expire and
+ * carry no refresh token, but a response with expires_in + refresh_token is honoured.
+ */
 export const copper: ProviderDefinition = {
   id: 'copper',
   displayName: 'Copper',
@@ -12,4 +16,9 @@ export const copper: ProviderDefinition = {
   },
   requiredEndpoints: ['authorizeUrl', 'tokenUrl', 'apiUrl'],
   defaultScope: 'developer/v1/all',
+  callback: 'form_post',
+  tokenExchange: 'form_post',
+  tokenPresentation: 'bearer_header',
+  identity: { path: '/users/me', read: (body) => readIdentity(body, ['id', 'name', 'email']) },
+  revocation: 'none',
 };

@@ -1,0 +1,44 @@
+/**
+ * Copernica (email marketing). Quirks played here: authorize lives under `/en/` or `/nl/` and
+ * takes no scope; a `state` shorter than 32 characters (or none) brings the user back with no
+ * code and no error; the code is exchanged with an HTTP GET carrying the client secret in the
+ * query (a POST gets 405) and the answer is `{access_token}` alone; tokens never expire and
+ * cannot be refreshed; the API takes `?access_token=`; there is no revocation endpoint.
+ */
+import { ProviderSpec } from './provider-spec';
+
+const MIN_STATE_LENGTH = 32;
+
+export const copernicaProvider: ProviderSpec = {
+  id: 'copernica',
+  displayName: 'Copernica',
+  envPrefix: 'COPERNICA',
+  extraEnv: {},
+  prefixes: { code: 'cpn_ac_', access: 'cpn_at_', refresh: 'cpn_rt_' },
+  defaults: {
+    latencyMs: 0,
+    tokenLifetimeSec: null,
+    issueRefreshToken: false,
+    rotateRefreshTokens: false,
+    refreshTokenLifetimeSec: null,
+    requirePkce: false,
+  },
+  paths: {
+    authorize: ['/copernica/en/authorize', '/copernica/nl/authorize'],
+    decision: '/copernica/oauth/decision',
+    token: '/copernica/v2/token',
+    api: '/copernica/v2',
+    identity: '/copernica/v2/identity',
+  },
+  tokenRequest: 'get-query',
+  acceptsBasicAuth: false,
+  callback: 'redirect',
+  tokenPresentation: 'access-token-query',
+  tokensExpire: false,
+  refreshTokens: false,
+  checkAuthorize: () => undefined,
+  grantedScope: () => undefined,
+  issuesCode: (request) => (request.state?.length ?? 0) >= MIN_STATE_LENGTH,
+  tokenResponse: (issued) => ({ access_token: issued.accessToken }),
+  identity: (user) => ({ id: user.id, name: user.name, company: user.company }),
+};

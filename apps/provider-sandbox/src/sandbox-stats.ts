@@ -1,0 +1,75 @@
+/**
+ * Counters a test or a benchmark reads to prove what the broker did at the provider: how many
+ * exchanges and refreshes, whether a refresh token was ever presented twice. Refresh tokens are
+ * keyed by a hash prefix so the stats can be printed or saved without leaking a token.
+ */
+import { createHash } from 'node:crypto';
+import { SANDBOX_PROVIDERS, SandboxProvider, SandboxStats, TokenRequestCounts } from './sandbox.types';
+
+function perProvider<T>(make: () => T): Record<SandboxProvider, T> {
+  return { copper: make(), copernica: make(), copyai: make() };
+}
+
+/** First 16 hex characters of sha256(token): enough to tell tokens apart, useless to an attacker. */
+export function tokenFingerprint(token: string): string {
+  return createHash('sha256').update(token).digest('hex').slice(0, 16);
+}
+
+export class StatsRecorder {
+  private tokenRequests = perProvider<TokenRequestCounts>(() => ({ authorizationCode: 0, refresh: 0, failuresInjected: 0 }));
+  private refreshTokenUses = new Map<string, number>();
+  private duplicateRefreshUses = 0;
+  private invalidGrants = 0;
+  private revocations = perProvider(() => 0);
+  private identityRequests = perProvider(() => 0);
+
+  tokenRequest(p: SandboxProvider, grant: 'authorizationCode' | 'refresh'): void {
+    this.tokenRequests[p][grant] += 1;
+  }
+
+  failureInjected(p: SandboxProvider): void {
+    this.tokenRequests[p].failuresInjected += 1;
+  }
+
+  refreshTokenPresented(refreshToken: string): void {
+    const key = tokenFingerprint(refreshToken);
+    const before = this.refreshTokenUses.get(key) ?? 0;
+    if (before > 0) this.duplicateRefreshUses += 1;
+    this.refreshTokenUses.set(key, before + 1);
+  }
+
+  invalidGrant(): void {
+    this.invalidGrants += 1;
+  }
+
+  revocation(p: SandboxProvider): void {
+    this.revocations[p] += 1;
+  }
+
+  identityRequest(p: SandboxProvider): void {
+    this.identityRequests[p] += 1;
+  }
+
+  /** A copy: later requests do not change a snapshot already taken. */
+  snapshot(): SandboxStats {
+    const tokenRequests = perProvider<TokenRequestCounts>(() => ({ authorizationCode: 0, refresh: 0, failuresInjected: 0 }));
+    for (const p of SANDBOX_PROVIDERS) tokenRequests[p] = { ...this.tokenRequests[p] };
+    return {
+      tokenRequests,
+      refreshTokenUses: Object.fromEntries(this.refreshTokenUses),
+      duplicateRefreshUses: this.duplicateRefreshUses,
+      invalidGrants: this.invalidGrants,
+      revocations: { ...this.revocations },
+      identityRequests: { ...this.identityRequests },
+    };
+  }
+
+  reset(): void {
+    this.tokenRequests = perProvider(() => ({ authorizationCode: 0, refresh: 0, failuresInjected: 0 }));
+    this.refreshTokenUses = new Map();
+    this.duplicateRefreshUses = 0;
+    this.invalidGrants = 0;
+    this.revocations = perProvider(() => 0);
+    this.identityRequests = perProvider(() => 0);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The provider sandbox's public contract. The broker's e2e suites, the browser test, the
+ * benchmarks and the demo code against these types; change them only together with them.
+ */
+
+export type SandboxProvider = 'copper' | 'copernica' | 'copyai';
+
+export const SANDBOX_PROVIDERS: readonly SandboxProvider[] = ['copper', 'copernica', 'copyai'];
+
+export interface SandboxClient {
+  clientId: string;
+  clientSecret: string;
+}
+
+export interface SandboxOptions {
+  /** Default 0 (an ephemeral port). */
+  port?: number;
+  /** Default '127.0.0.1'. */
+  host?: string;
+  /** Defaults: `{ clientId: '<provider>-client', clientSecret: '<provider>-secret' }`. */
+  clients?: Partial<Record<SandboxProvider, SandboxClient>>;
+  /**
+   * Milliseconds since the epoch; default `Date.now`. Lets a test age codes and tokens
+   * (code expiry, access-token expiry) without sleeping.
+   */
+  clock?: () => number;
+}
+
+export interface ProviderBehaviour {
+  /** Added to token endpoint (and revoke) responses; default 0. */
+  latencyMs: number;
+  /**
+   * `expires_in` issued. Copy.ai default 3600; Copper default null (no `expires_in`, no refresh
+   * token, as Copper documents); Copernica tokens never expire (ignored). When refresh tokens are
+   * issued and this is null, 3600 is used: a refresh token only makes sense for an expiring token.
+   */
+  tokenLifetimeSec: number | null;
+  /** Copy.ai default true; Copper default false (when true Copper also sends `expires_in` + `refresh_token`); Copernica ignored. */
+  issueRefreshToken: boolean;
+  /** Default true: every refresh issues a new refresh token and the old one becomes invalid (invalid_grant if used again). */
+  rotateRefreshTokens: boolean;
+  /** If set, refresh tokens expire after this long and token responses include `refresh_token_expires_in`. */
+  refreshTokenLifetimeSec: number | null;
+  /** Default false; when true authorize requires an S256 `code_challenge` and the token endpoint the matching `code_verifier`. */
+  requirePkce: boolean;
+}
+
+export type InjectedFailure =
+  /** e.g. 503, or 429 with Retry-After, or 400 invalid_grant, 401 invalid_client. */
+  | { kind: 'status'; status: number; error?: string; retryAfterSec?: number }
+  /** Accept the request and never answer (until `close()`). */
+  | { kind: 'timeout' };
+
+export interface SandboxEndpoints {
+  authorizeUrl: string;
+  tokenUrl: string;
+  apiUrl: string;
+  revokeUrl?: string;
+}
+
+export interface SandboxUser {
+  id: string;
+  name: string;
+  email: string;
+  company: string;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type?: string;
+  expires_in?: number;
+  refresh_token?: string;
+  refresh_token_expires_in?: number;
+  scope?: string;
+}
+
+export interface TokenRequestCounts {
+  authorizationCode: number;
+  refresh: number;
+  failuresInjected: number;
+}
+
+export interface SandboxStats {
+  /** Every request that reached a token endpoint, by grant type (including those answered with an injected failure). */
+  tokenRequests: Record<SandboxProvider, TokenRequestCounts>;
+  /** Key: first 16 hex chars of sha256(refresh_token), never the token itself; value: times it was presented. */
+  refreshTokenUses: Record<string, number>;
+  /** Presentations of a refresh token already presented before (with rotation these were answered invalid_grant). */
+  duplicateRefreshUses: number;
+  /** invalid_grant answers the sandbox decided on (bad/used/expired code or refresh token); injected ones are not counted. */
+  invalidGrants: number;
+  /** Authenticated revocation requests (RFC 7009 answers 200 even for unknown tokens). */
+  revocations: Record<SandboxProvider, number>;
+  /** Requests to the identity endpoint (`/users/me`, `/identity`, `/api/me`), valid token or not. */
+  identityRequests: Record<SandboxProvider, number>;
+}
+
+export interface IssueTokensOptions {
+  /** Override the access token lifetime; null = no expiry. 0 or less mints an already expired token. Ignored for Copernica. */
+  expiresInSec?: number | null;
+  user?: SandboxUser;
+}
+
+export interface ProviderSandbox {
+  /** e.g. http://127.0.0.1:41234 */
+  url: string;
+  endpoints(p: SandboxProvider): SandboxEndpoints;
+  /** Every broker environment variable for the three providers. */
+  env(): Record<string, string>;
+  configure(p: SandboxProvider, b: Partial<ProviderBehaviour>): void;
+  /** The next `count` (default 1) token-endpoint requests (exchange or refresh) fail this way. */
+  failNext(p: SandboxProvider, failure: InjectedFailure, count?: number): void;
+  /** Every token-endpoint request fails until `clearFailures(p)`. */
+  failUntilCleared(p: SandboxProvider, failure: InjectedFailure): void;
+  clearFailures(p?: SandboxProvider): void;
+  /** Mint a token set directly (no dance) exactly as the token endpoint would; refresh, identity and revoke work with it. */
+  issueTokens(p: SandboxProvider, opts?: IssueTokensOptions): TokenResponse;
+  stats(): SandboxStats;
+  resetStats(): void;
+  /** Behaviours, failures, codes, tokens and stats back to defaults. */
+  reset(): void;
+  /** Stops listening; also ends hung 'timeout' requests and open connections. */
+  close(): Promise<void>;
+}

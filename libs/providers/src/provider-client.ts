@@ -1,0 +1,150 @@
+import { Injectable } from '@nestjs/common';
+import { ProviderDefinition, ProviderIdentity } from './provider-definition';
+import { ProviderError } from './provider-error';
+import { providerDefinition } from './provider-registry';
+import { ProviderSettings } from './provider-settings';
+import { IssuedTokens, readTokenResponse } from './token-response';
+
+/** How long any single provider call may take before it counts as a (transient) failure. */
+export const PROVIDER_TIMEOUT_MS = 10_000;
+
+export interface TokenPresentation {
+  headers: Record<string, string>;
+  query: Record<string, string>;
+}
+
+/** How a caller presents `accessToken` to the provider's API (the `apply` of GET /tokens). */
+export function presentToken(definition: ProviderDefinition, accessToken: string): TokenPresentation {
+  return definition.tokenPresentation === 'access_token_query'
+    ? { headers: {}, query: { access_token: accessToken } }
+    : { headers: { Authorization: `Bearer ${accessToken}` }, query: {} };
+}
+
+/**
+ * Every HTTP call the broker makes to a provider: code exchange, refresh, revocation,
+ * identity. Each provider's quirks come from its definition; failures become ProviderError
+ * with a kind the refresh engine and the connect flow act on.
+ */
+@Injectable()
+export class ProviderClient {
+  async exchangeCode(
+    settings: ProviderSettings,
+    grant: { code: string; redirectUri: string; codeVerifier?: string },
+  ): Promise<IssuedTokens> {
+    const params: Record<string, string> = {
+      grant_type: 'authorization_code',
+      code: grant.code,
+      redirect_uri: grant.redirectUri,
+      client_id: settings.clientId,
+      client_secret: settings.clientSecret,
+    };
+    if (grant.codeVerifier) params.code_verifier = grant.codeVerifier;
+    const definition = providerDefinition(settings.id);
+    if (definition.tokenExchange === 'query_get') {
+      // Copernica: GET …/token?client_id&client_secret&redirect_uri&code, answering {access_token}.
+      const { grant_type: _ignored, ...query } = params;
+      const url = new URL(settings.endpoints.tokenUrl);
+      for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+      return readTokenResponse(settings.id, await this.call(settings.id, 'token exchange', url, { method: 'GET' }));
+    }
+    return readTokenResponse(settings.id, await this.postForm(settings, settings.endpoints.tokenUrl, 'token exchange', params));
+  }
+
+  async refresh(settings: ProviderSettings, refreshToken: string): Promise<IssuedTokens> {
+    const body = await this.postForm(settings, settings.endpoints.tokenUrl, 'refresh', {
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      client_id: settings.clientId,
+      client_secret: settings.clientSecret,
+    });
+    return readTokenResponse(settings.id, body);
+  }
+
+  /** RFC 7009. `unsupported` when the provider has no revocation endpoint configured. */
+  async revoke(settings: ProviderSettings, token: string, hint: 'access_token' | 'refresh_token'): Promise<'revoked' | 'unsupported'> {
+    const definition = providerDefinition(settings.id);
+    if (definition.revocation !== 'rfc7009' || !settings.endpoints.revokeUrl) return 'unsupported';
+    await this.postForm(settings, settings.endpoints.revokeUrl, 'revocation', {
+      token,
+      token_type_hint: hint,
+      client_id: settings.clientId,
+      client_secret: settings.clientSecret,
+    });
+    return 'revoked';
+  }
+
+  /** The provider's idea of who connected, or null when it documents no identity endpoint. */
+  async fetchIdentity(settings: ProviderSettings, accessToken: string): Promise<ProviderIdentity | null> {
+    const definition = providerDefinition(settings.id);
+    if (!definition.identity) return null;
+    const url = new URL(settings.endpoints.apiUrl + definition.identity.path);
+    const presentation = presentToken(definition, accessToken);
+    for (const [k, v] of Object.entries(presentation.query)) url.searchParams.set(k, v);
+    const body = await this.call(settings.id, 'identity request', url, {
+      method: 'GET',
+      headers: { ...presentation.headers, accept: 'application/json' },
+    });
+    return definition.identity.read((typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>);
+  }
+
+  private postForm(settings: ProviderSettings, url: string, what: string, params: Record<string, string>): Promise<unknown> {
+    return this.call(settings.id, what, new URL(url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams(params).toString(),
+    });
+  }
+
+  private async call(provider: string, what: string, url: URL, init: RequestInit): Promise<unknown> {
+    let response: Response;
+    try {
+      response = await fetch(url, { ...init, redirect: 'error', signal: AbortSignal.timeout(PROVIDER_TIMEOUT_MS) });
+    } catch (error) {
+      const timedOut = (error as Error).name === 'TimeoutError';
+      throw new ProviderError(
+        'transient',
+        timedOut ? `${provider} did not answer the ${what} within ${PROVIDER_TIMEOUT_MS / 1000}s` : `${provider} could not be reached for the ${what}`,
+        { provider },
+      );
+    }
+    const text = await response.text().catch(() => '');
+    const body = parseJson(text);
+    if (response.ok) return body ?? (text === '' ? {} : undefined);
+    throw classify(provider, what, response, body);
+  }
+}
+
+function classify(provider: string, what: string, response: Response, body: unknown): ProviderError {
+  const status = response.status;
+  const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const providerCode = typeof b.error === 'string' ? b.error.slice(0, 64) : undefined;
+  const details = { provider, status, providerCode, retryAfterSec: retryAfter(response.headers.get('retry-after')) };
+  const said = providerCode ? ` (${providerCode})` : '';
+  if (status === 429 || status >= 500 || providerCode === 'temporarily_unavailable' || providerCode === 'slow_down') {
+    return new ProviderError('transient', `${provider} answered the ${what} with HTTP ${status}${said}`, details);
+  }
+  if (providerCode === 'invalid_grant') {
+    return new ProviderError('invalid_grant', `${provider} refused the grant in the ${what} (invalid_grant)`, details);
+  }
+  if (providerCode === 'invalid_client' || providerCode === 'unauthorized_client' || (status === 401 && !providerCode)) {
+    return new ProviderError('invalid_client', `${provider} refused our client credentials in the ${what}${said}: check its client id and secret`, details);
+  }
+  return new ProviderError('rejected', `${provider} refused the ${what} with HTTP ${status}${said}`, details);
+}
+
+function retryAfter(header: string | null): number | undefined {
+  if (!header) return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.min(Math.ceil(seconds), 86_400);
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? undefined : Math.max(0, Math.min(Math.ceil((date - Date.now()) / 1000), 86_400));
+}
+
+function parseJson(text: string): unknown {
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
