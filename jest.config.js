@@ -1,6 +1,8 @@
 /** Jest: unit specs beside the code, database-backed specs in libs, end-to-end suites under test/. */
 const moduleNameMapper = {
   '^@app/([a-z-]+)$': '<rootDir>/libs/$1/src',
+  // ESM-only dependency of @fastify/static; see the shim for why this is safe.
+  '^content-disposition$': '<rootDir>/test/support/shims/content-disposition.js',
 };
 const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
 const common = { rootDir: __dirname, moduleFileExtensions: ['ts', 'js', 'json'], transform, moduleNameMapper, testEnvironment: 'node' };

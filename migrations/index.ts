@@ -1,4 +1,5 @@
 import { CreateConnections1795443000000 } from './1795443000000-CreateConnections';
+import { CreateConnectFlow1795443600000 } from './1795443600000-CreateConnectFlow';
 
 /** Every migration, in order. A new migration file is added here too. */
-export const MIGRATIONS: Array<new () => unknown> = [CreateConnections1795443000000];
+export const MIGRATIONS: Array<new () => unknown> = [CreateConnections1795443000000, CreateConnectFlow1795443600000];

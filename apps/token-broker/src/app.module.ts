@@ -6,6 +6,9 @@ import { DatabaseModule } from '@app/database';
 import { LoggerModule } from '@app/observability';
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
+import { ConnectModule } from '@app/connect';
+import { ConnectController } from './connect/connect.controller';
+import { ConnectSessionsController } from './connect/connect-sessions.controller';
 import { HealthModule } from './health/health.module';
 import { ErrorFilter } from './http/error.filter';
 
@@ -34,7 +37,9 @@ export class AppModule {
         CryptoModule.forRoot(config.tokenEncryptionKeys),
         AuthModule,
         HealthModule,
+        ConnectModule,
       ],
+      controllers: [ConnectSessionsController, ConnectController],
       providers: [{ provide: APP_FILTER, useClass: ErrorFilter }],
     };
   }

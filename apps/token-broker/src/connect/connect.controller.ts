@@ -1,0 +1,97 @@
+import { Public } from '@app/auth';
+import { DomainError, ErrorCode } from '@app/common';
+import { CallbackOutcome, callbackBouncePage, ConnectService, failedPage, connectedPage, PAGE_HEADERS } from '@app/connect';
+import { isProviderId, providerDefinition } from '@app/providers';
+import { Controller, Get, Logger, Param, Post, Req, Res } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
+
+/**
+ * Browser-facing routes of the connect flow. Public by design: the one-time session link and
+ * the OAuth state are what authorise them. Answers are HTML pages or redirects, never JSON.
+ */
+@ApiExcludeController()
+@Controller('connect/:provider')
+@Public()
+export class ConnectController {
+  private readonly logger = new Logger('Connect');
+
+  constructor(private readonly connect: ConnectService) {}
+
+  @Get()
+  async begin(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    reply.hijack();
+    const session = (request.query as Record<string, unknown>).session;
+    try {
+      await this.connect.begin(provider, session, request.raw, reply.raw);
+    } catch (error) {
+      this.sendFailure(reply.raw, provider, error);
+    }
+  }
+
+  @Get('callback')
+  async callbackGet(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    await this.finish(provider, request.query as Record<string, unknown>, request, reply);
+  }
+
+  /** Copper answers with a cross-site form POST; see callbackBouncePage for why it may bounce. */
+  @Post('callback')
+  async callbackPost(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    const body = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<string, unknown>;
+    if (isProviderId(provider) && !(request.headers.cookie ?? '').includes(`tb_connect_${provider}=`)) {
+      reply.hijack();
+      const query = new URLSearchParams();
+      for (const key of ['code', 'state', 'error', 'error_description']) {
+        if (typeof body[key] === 'string') query.set(key, body[key]);
+      }
+      send(reply.raw, 200, callbackBouncePage(`/connect/${provider}/callback?${query.toString()}`));
+      return;
+    }
+    await this.finish(provider, body, request, reply);
+  }
+
+  private async finish(provider: string, params: Record<string, unknown>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    reply.hijack();
+    let outcome: CallbackOutcome;
+    try {
+      outcome = await this.connect.complete(provider, params, request.raw, reply.raw);
+    } catch (error) {
+      this.sendFailure(reply.raw, provider, error);
+      return;
+    }
+    const returnTo = outcome.session?.returnTo;
+    if (returnTo) {
+      const target = new URL(returnTo);
+      target.searchParams.set('status', outcome.kind === 'connected' ? 'connected' : 'error');
+      if (outcome.kind === 'failed') target.searchParams.set('error', outcome.code);
+      target.searchParams.set('account', outcome.session!.account);
+      target.searchParams.set('provider', provider);
+      reply.raw.writeHead(302, { location: target.toString(), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
+      reply.raw.end();
+      return;
+    }
+    const name = providerDefinition(isProviderId(provider) ? provider : 'copper').displayName;
+    if (outcome.kind === 'connected') send(reply.raw, 200, connectedPage(name, outcome.session.account));
+    else send(reply.raw, 400, failedPage(name, outcome.code, outcome.message));
+  }
+
+  private sendFailure(res: ServerResponse, provider: string, error: unknown): void {
+    const name = isProviderId(provider) ? providerDefinition(provider).displayName : 'the provider';
+    if (error instanceof DomainError) {
+      send(res, error.status, failedPage(name, error.code, error.message));
+      return;
+    }
+    this.logger.error({ err: error }, 'connect flow failed');
+    send(res, 500, failedPage(name, ErrorCode.Internal, 'Something went wrong on our side.'));
+  }
+}
+
+function send(res: ServerResponse, status: number, html: string): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.writeHead(status, PAGE_HEADERS);
+  res.end(html);
+}

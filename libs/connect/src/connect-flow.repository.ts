@@ -1,0 +1,136 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+
+export interface ConnectSession {
+  id: string;
+  account: string;
+  provider: string;
+  returnTo: string | null;
+  createdBy: string;
+  expiresAt: Date;
+}
+
+export type SessionRefusal = 'unknown' | 'used' | 'expired' | 'wrong_provider';
+
+export interface PendingAuthorization {
+  provider: string;
+  session: ConnectSession;
+  browserHash: Buffer;
+  codeVerifierSealed: string | null;
+  redirectUri: string;
+  expiresAt: Date;
+}
+
+/**
+ * The connect flow's short-lived rows: one-time connect sessions and pending OAuth `state`s.
+ * Only digests of browser-held values are stored. Consuming is a single atomic statement, so
+ * a link or a state is used at most once even when two requests race.
+ */
+export abstract class ConnectFlowRepository {
+  abstract createSession(input: Omit<ConnectSession, 'id'> & { tokenHash: Buffer }): Promise<ConnectSession>;
+  abstract consumeSession(tokenHash: Buffer, provider: string, now: Date): Promise<ConnectSession | SessionRefusal>;
+  abstract savePendingAuthorization(stateHash: Buffer, pending: Omit<PendingAuthorization, 'session'> & { sessionId: string }): Promise<void>;
+  /** Deletes and returns the pending authorization for this state, or null if there is none (replayed or never issued). */
+  abstract takePendingAuthorization(stateHash: Buffer): Promise<PendingAuthorization | null>;
+  abstract deleteExpired(now: Date): Promise<number>;
+}
+
+interface SessionRow {
+  id: string;
+  account: string;
+  provider: string;
+  return_to: string | null;
+  created_by: string;
+  expires_at: Date;
+  used_at?: Date | null;
+}
+
+@Injectable()
+export class TypeormConnectFlowRepository extends ConnectFlowRepository {
+  constructor(private readonly dataSource: DataSource) {
+    super();
+  }
+
+  async createSession(input: Omit<ConnectSession, 'id'> & { tokenHash: Buffer }): Promise<ConnectSession> {
+    const rows: SessionRow[] = await this.dataSource.query(
+      `INSERT INTO connect_sessions (token_hash, account, provider, return_to, created_by, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, account, provider, return_to, created_by, expires_at`,
+      [input.tokenHash, input.account, input.provider, input.returnTo, input.createdBy, input.expiresAt],
+    );
+    return toSession(rows[0]);
+  }
+
+  async consumeSession(tokenHash: Buffer, provider: string, now: Date): Promise<ConnectSession | SessionRefusal> {
+    const [used] = (await this.dataSource.query(
+      `UPDATE connect_sessions SET used_at = $3
+       WHERE token_hash = $1 AND provider = $2 AND used_at IS NULL AND expires_at > $3
+       RETURNING id, account, provider, return_to, created_by, expires_at`,
+      [tokenHash, provider, now],
+    )) as [SessionRow[], number];
+    if (used[0]) return toSession(used[0]);
+    const [row] = (await this.dataSource.query(`SELECT provider, used_at, expires_at FROM connect_sessions WHERE token_hash = $1`, [
+      tokenHash,
+    ])) as SessionRow[];
+    if (!row) return 'unknown';
+    if (row.provider !== provider) return 'wrong_provider';
+    if (row.used_at) return 'used';
+    return 'expired';
+  }
+
+  async savePendingAuthorization(
+    stateHash: Buffer,
+    pending: Omit<PendingAuthorization, 'session'> & { sessionId: string },
+  ): Promise<void> {
+    await this.dataSource.query(
+      `INSERT INTO oauth_states (state_hash, provider, session_id, browser_hash, code_verifier_sealed, redirect_uri, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [stateHash, pending.provider, pending.sessionId, pending.browserHash, pending.codeVerifierSealed, pending.redirectUri, pending.expiresAt],
+    );
+  }
+
+  async takePendingAuthorization(stateHash: Buffer): Promise<PendingAuthorization | null> {
+    const rows: Array<SessionRow & {
+      state_provider: string;
+      browser_hash: Buffer;
+      code_verifier_sealed: string | null;
+      redirect_uri: string;
+      state_expires_at: Date;
+    }> = await this.dataSource.query(
+      `WITH taken AS (DELETE FROM oauth_states WHERE state_hash = $1 RETURNING *)
+       SELECT t.provider AS state_provider, t.browser_hash, t.code_verifier_sealed, t.redirect_uri, t.expires_at AS state_expires_at,
+              s.id, s.account, s.provider, s.return_to, s.created_by, s.expires_at
+       FROM taken t JOIN connect_sessions s ON s.id = t.session_id`,
+      [stateHash],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    return {
+      provider: row.state_provider,
+      session: toSession(row),
+      browserHash: row.browser_hash,
+      codeVerifierSealed: row.code_verifier_sealed,
+      redirectUri: row.redirect_uri,
+      expiresAt: row.state_expires_at,
+    };
+  }
+
+  async deleteExpired(now: Date): Promise<number> {
+    const [, states] = (await this.dataSource.query(`DELETE FROM oauth_states WHERE expires_at < $1`, [now])) as [unknown, number];
+    // Sessions are kept a day past expiry so a late click still says "expired" rather than "unknown".
+    const [, sessions] = (await this.dataSource.query(`DELETE FROM connect_sessions WHERE expires_at < $1::timestamptz - interval '1 day'`, [
+      now,
+    ])) as [unknown, number];
+    return states + sessions;
+  }
+}
+
+function toSession(row: SessionRow): ConnectSession {
+  return {
+    id: row.id,
+    account: row.account,
+    provider: row.provider,
+    returnTo: row.return_to,
+    createdBy: row.created_by,
+    expiresAt: row.expires_at,
+  };
+}

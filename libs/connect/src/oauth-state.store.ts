@@ -1,0 +1,82 @@
+import { Clock } from '@app/common';
+import { TokenCipher } from '@app/crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { ConnectFlowRepository } from './connect-flow.repository';
+import { RequestWithConnect } from './connect-context';
+
+export const STATE_TTL_MS = 10 * 60 * 1000;
+
+type StoreCallback = (error: Error | null, state?: string) => void;
+type VerifyCallback = (error: Error | null, ok?: string | boolean, info?: { message: string }) => void;
+
+export function sha256(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+/**
+ * passport-oauth2's `store`: every authorization request gets a fresh 256-bit `state`, kept in
+ * Postgres (digest only) with the PKCE verifier (sealed), bound to the provider, the connect
+ * session and the browser's binding cookie; single-use, 10-minute lifetime. No express-session,
+ * no sticky sessions: any replica can finish a flow another started.
+ *
+ * Passport picks the call shape by arity, so both methods keep their full parameter lists.
+ */
+export class OAuthStateStore {
+  constructor(
+    private readonly repository: ConnectFlowRepository,
+    private readonly cipher: TokenCipher,
+    private readonly clock: Clock,
+  ) {}
+
+  store(req: RequestWithConnect, verifier: string | undefined, _state: unknown, meta: { callbackURL: string }, callback: StoreCallback): void {
+    const starting = req.tbConnect.starting;
+    if (!starting) {
+      callback(new Error('connect flow started without a session'));
+      return;
+    }
+    const state = randomBytes(32).toString('base64url');
+    const stateHash = sha256(state);
+    const codeVerifierSealed = verifier ? this.cipher.seal(verifier, { connectionId: `state:${stateHash.toString('hex')}`, field: 'code_verifier' }) : null;
+    this.repository
+      .savePendingAuthorization(stateHash, {
+        provider: req.tbConnect.provider,
+        sessionId: starting.session.id,
+        browserHash: starting.browserHash,
+        codeVerifierSealed,
+        redirectUri: meta.callbackURL,
+        expiresAt: new Date(this.clock.nowMs() + STATE_TTL_MS),
+      })
+      .then(
+        () => callback(null, state),
+        (error: Error) => callback(error),
+      );
+  }
+
+  verify(req: RequestWithConnect, state: unknown, _meta: unknown, callback: VerifyCallback): void {
+    const context = req.tbConnect;
+    const refuse = (refusal: NonNullable<typeof context.refusal>): void => {
+      context.refusal = refusal;
+      callback(null, false, { message: refusal });
+    };
+    if (typeof state !== 'string' || state === '') {
+      refuse('missing');
+      return;
+    }
+    const stateHash = sha256(state);
+    this.repository.takePendingAuthorization(stateHash).then(
+      (pending) => {
+        if (!pending) return refuse('unknown_or_used');
+        context.session = pending.session;
+        if (pending.provider !== context.provider) return refuse('other_provider');
+        if (pending.expiresAt.getTime() <= this.clock.nowMs()) return refuse('expired');
+        const presented = context.browserNonce ? sha256(context.browserNonce) : Buffer.alloc(32);
+        if (!timingSafeEqual(presented, pending.browserHash)) return refuse('other_browser');
+        const verifier = pending.codeVerifierSealed
+          ? this.cipher.open(pending.codeVerifierSealed, { connectionId: `state:${stateHash.toString('hex')}`, field: 'code_verifier' })
+          : true;
+        callback(null, verifier);
+      },
+      (error: Error) => callback(error),
+    );
+  }
+}

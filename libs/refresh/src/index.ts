@@ -1,0 +1,2 @@
+export * from './refresh-planner';
+export * from './refresh.module';
