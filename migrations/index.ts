@@ -1,5 +1,10 @@
 import { CreateConnections1795443000000 } from './1795443000000-CreateConnections';
 import { CreateConnectFlow1795443600000 } from './1795443600000-CreateConnectFlow';
+import { NotifyConnectionChanges1795444800000 } from './1795444800000-NotifyConnectionChanges';
 
 /** Every migration, in order. A new migration file is added here too. */
-export const MIGRATIONS: Array<new () => unknown> = [CreateConnections1795443000000, CreateConnectFlow1795443600000];
+export const MIGRATIONS: Array<new () => unknown> = [
+  CreateConnections1795443000000,
+  CreateConnectFlow1795443600000,
+  NotifyConnectionChanges1795444800000,
+];

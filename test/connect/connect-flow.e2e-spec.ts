@@ -11,11 +11,7 @@ describe('connect flow against the sandbox providers', () => {
 
   beforeAll(async () => {
     sandbox = await startProviderSandbox();
-    broker = await startTestBroker({ ...sandbox.env(), PUBLIC_URL: 'http://127.0.0.1:1' });
-    // The callback URL must point at the broker itself: restart once its port is known.
-    await broker.close();
-    const port = new URL(broker.url).port;
-    broker = await startTestBroker({ ...sandbox.env(), PORT: port, PUBLIC_URL: `http://127.0.0.1:${port}` });
+    broker = await startTestBroker(sandbox.env());
     db = await openTestDataSource();
   });
   afterAll(async () => {

@@ -1,6 +1,9 @@
 import type { EmbeddedPostgresServer } from '@app/database';
+import { rmSync } from 'node:fs';
 
 export default async function globalTeardown(): Promise<void> {
   const embedded = (globalThis as { __TEST_POSTGRES__?: EmbeddedPostgresServer }).__TEST_POSTGRES__;
-  await embedded?.stop();
+  if (!embedded) return;
+  await embedded.stop();
+  rmSync(embedded.dataDir, { recursive: true, force: true });
 }

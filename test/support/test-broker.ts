@@ -4,6 +4,7 @@
  */
 import { loadConfig } from '@app/config';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
 import { RunningBroker, startBroker } from '../../apps/token-broker/src/broker';
 import { testDatabaseUrl } from './test-database';
 
@@ -16,11 +17,25 @@ export interface TestBroker extends RunningBroker {
   call(path: string, init?: RequestInit & { as?: 'service' | 'admin' }): Promise<Response>;
 }
 
+/** A port free right now on 127.0.0.1, so PUBLIC_URL (and OAuth callbacks) can name it before the broker starts. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
 export async function startTestBroker(env: Record<string, string | undefined> = {}): Promise<TestBroker> {
+  const port = env.PORT ?? String(await freePort());
   const { config } = loadConfig({
     NODE_ENV: 'test',
     HOST: '127.0.0.1',
-    PORT: '0',
+    PORT: port,
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
     LOG_LEVEL: 'silent',
     DATABASE_URL: testDatabaseUrl(),
     DATA_DIR: '.data/test-broker',

@@ -4,6 +4,9 @@
  * beside the one named), otherwise the embedded server under .data/test-postgres.
  */
 import { dataSourceOptions, EmbeddedPostgresServer, runPendingMigrations } from '@app/database';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 
@@ -23,7 +26,8 @@ export async function prepareTestDatabase(): Promise<{ url: string; embedded?: E
   if (explicit) {
     url = await recreateDatabaseBeside(explicit, TEST_DATABASE_NAME);
   } else {
-    embedded = new EmbeddedPostgresServer({ dataDir: '.data/test-postgres' });
+    // A private cluster per run: concurrent runs on one machine never share (or stop) a server.
+    embedded = new EmbeddedPostgresServer({ dataDir: mkdtempSync(join(tmpdir(), 'token-broker-test-')) });
     await embedded.start();
     url = await embedded.createDatabase(TEST_DATABASE_NAME, { recreate: true });
   }

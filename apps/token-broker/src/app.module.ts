@@ -3,13 +3,15 @@ import { Clock } from '@app/common';
 import { AppConfig, ConfigModule } from '@app/config';
 import { CryptoModule } from '@app/crypto';
 import { DatabaseModule } from '@app/database';
-import { LoggerModule } from '@app/observability';
+import { ObservabilityModule } from '@app/observability';
+import { TokensModule } from '@app/tokens';
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ConnectModule } from '@app/connect';
 import { ConnectController } from './connect/connect.controller';
 import { ConnectSessionsController } from './connect/connect-sessions.controller';
 import { HealthModule } from './health/health.module';
+import { TokensController } from './tokens/tokens.controller';
 import { ErrorFilter } from './http/error.filter';
 
 export interface AppModuleOptions {
@@ -32,14 +34,15 @@ export class AppModule {
       imports: [
         ConfigModule.forRoot(config),
         CoreModule,
-        LoggerModule,
+        ObservabilityModule,
         DatabaseModule.forRoot({ url: databaseUrl }),
         CryptoModule.forRoot(config.tokenEncryptionKeys),
         AuthModule,
         HealthModule,
         ConnectModule,
+        TokensModule,
       ],
-      controllers: [ConnectSessionsController, ConnectController],
+      controllers: [ConnectSessionsController, ConnectController, TokensController],
       providers: [{ provide: APP_FILTER, useClass: ErrorFilter }],
     };
   }

@@ -46,6 +46,8 @@ export async function startBroker(config: AppConfig, options: { port?: number } 
     });
     const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot({ config, databaseUrl }), adapter, {
       bufferLogs: true,
+      // Throw instead of exiting: main.ts and the tests decide what a failed start means.
+      abortOnError: false,
     });
     app.useLogger(app.get(Logger));
     app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));

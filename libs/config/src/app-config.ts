@@ -1,6 +1,21 @@
 import type { ProviderId, ProviderSettings } from '@app/providers';
 import type { NamedSecret } from './named-secret';
 
+/** REFRESH_*: how the refresh engine and the sweep behave (documented in the README). */
+export interface RefreshSettings {
+  /** Whether this replica runs the proactive sweep (all replicas may; claims never overlap). */
+  readonly schedulerEnabled: boolean;
+  readonly sweepIntervalMs: number;
+  /** Connections claimed per sweep round. */
+  readonly batchSize: number;
+  /** Provider calls in flight at once, per provider, per replica. */
+  readonly concurrency: number;
+  /** Token-endpoint calls per minute, per provider, per replica (sweep only; reads are never throttled). */
+  readonly providerBudgetPerMinute: number;
+  /** How long a refresh lease holds before another replica may take over. */
+  readonly leaseMs: number;
+}
+
 /** The plain values an AppConfig is built from. */
 export type AppConfigValues = Omit<AppConfig, 'isProduction' | 'toJSON'>;
 
@@ -24,6 +39,7 @@ export class AppConfig {
   /** Origin patterns a connect `returnTo` may point at; `*` stands for any port in `http://localhost:*`. */
   readonly connectReturnOrigins!: ReadonlyArray<string>;
   readonly providers!: Readonly<Partial<Record<ProviderId, ProviderSettings>>>;
+  readonly refresh!: RefreshSettings;
 
   constructor(values: AppConfigValues) {
     Object.assign(this, values);

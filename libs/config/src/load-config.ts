@@ -53,7 +53,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   });
   for (const error of validateSync(scalars, { forbidUnknownValues: false })) {
     const messages = Object.values(error.constraints ?? {});
-    problems.push(`${error.property}: ${messages[0] ?? 'invalid'} (got "${String(error.value)}")`);
+    // A database URL carries a password: say what is wrong with it, never what it is.
+    const got = error.property === 'DATABASE_URL' ? '' : ` (got "${String(error.value)}")`;
+    problems.push(`${error.property}: ${messages[0] ?? 'invalid'}${got}`);
   }
 
   const nodeEnv = (scalars.NODE_ENV ?? 'development') as AppConfig['nodeEnv'];
@@ -91,6 +93,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     if (settings) providers[definition.id] = settings;
   }
 
+  const refresh = {
+    schedulerEnabled: readBoolean(read, 'REFRESH_SCHEDULER_ENABLED', true, problems),
+    sweepIntervalMs: readInteger(read, 'REFRESH_SWEEP_INTERVAL_MS', 5_000, [100, 3_600_000], problems),
+    batchSize: readInteger(read, 'REFRESH_BATCH_SIZE', 200, [1, 10_000], problems),
+    concurrency: readInteger(read, 'REFRESH_CONCURRENCY', 20, [1, 1_000], problems),
+    providerBudgetPerMinute: readInteger(read, 'REFRESH_PROVIDER_BUDGET_PER_MINUTE', 1_200, [1, 1_000_000], problems),
+    leaseMs: readInteger(read, 'REFRESH_LEASE_MS', 30_000, [1_000, 600_000], problems),
+  };
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   const config = new AppConfig({
@@ -106,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     adminApiKeys,
     connectReturnOrigins,
     providers,
+    refresh,
   });
   return { config, notices };
 }
@@ -206,4 +218,29 @@ function isHttpUrl(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+function readInteger(
+  read: (name: string) => string | undefined,
+  name: string,
+  fallback: number,
+  [min, max]: [number, number],
+  problems: string[],
+): number {
+  const raw = read(name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    problems.push(`${name}: must be a whole number from ${min} to ${max} (got "${raw}")`);
+    return fallback;
+  }
+  return value;
+}
+
+function readBoolean(read: (name: string) => string | undefined, name: string, fallback: boolean, problems: string[]): boolean {
+  const raw = read(name);
+  if (raw === undefined) return fallback;
+  if (raw === 'true' || raw === 'false') return raw === 'true';
+  problems.push(`${name}: must be true or false (got "${raw}")`);
+  return fallback;
 }

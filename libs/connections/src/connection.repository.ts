@@ -53,8 +53,28 @@ export abstract class ConnectionRepository {
 
   abstract findWithTokens(account: string, provider: string): Promise<ConnectionWithTokens | null>;
 
-  /** Fenced: returns null (and writes nothing) when the row's version moved on. */
-  abstract saveRefreshed(input: SaveRefreshedInput): Promise<ConnectionRecord | null>;
+  /** Opens only the access token (the read path never needs the refresh token). */
+  abstract openAccessToken(sealed: SealedConnection): string;
+
+  /** Every connection of an account with its sealed values (the read-path cache holds these). */
+  abstract findSealedByAccount(account: string): Promise<SealedConnection[]>;
+
+  /**
+   * Takes the refresh lease on an active connection unless another holder's lease is still
+   * running. Returns the row as it is now (with the lease), or null when the lease is held
+   * elsewhere or the connection is not active. Leases expire, so a crashed holder blocks
+   * nobody for longer than `leaseMs`.
+   */
+  abstract claimRefreshLease(id: string, owner: string, now: Date, leaseMs: number): Promise<SealedConnection | null>;
+
+  /** Gives a lease back without writing tokens (nothing to do, or the attempt was abandoned). */
+  abstract releaseRefreshLease(id: string, owner: string): Promise<void>;
+
+  /** Whether someone holds a live refresh lease on the row, and its current version and status. */
+  abstract refreshState(id: string, now: Date): Promise<{ version: number; status: string; leased: boolean } | null>;
+
+  /** Fenced: returns null (and writes nothing) when the row's version moved on. Releases the lease. */
+  abstract saveRefreshed(input: SaveRefreshedInput): Promise<SealedConnection | null>;
 
   /** The provider refused the grant: the user must connect again. Never retried. */
   abstract markNeedsReauth(id: string, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null>;

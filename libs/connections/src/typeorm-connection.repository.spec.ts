@@ -98,7 +98,7 @@ describe('TypeormConnectionRepository (real Postgres)', () => {
     const record = await connect('acme', 'a0', 'r0');
     const tokens = (n: number) => ({ accessToken: `a${n}`, refreshToken: `r${n}`, expiresAt: new Date(clock.nowMs() + 7200_000) });
     const fresh = await repository.saveRefreshed({ id: record.id, expectedVersion: record.version, tokens: tokens(1), nextRefreshAt: null });
-    expect(fresh?.version).toBe(record.version + 1);
+    expect(fresh?.record.version).toBe(record.version + 1);
     const stale = await repository.saveRefreshed({ id: record.id, expectedVersion: record.version, tokens: tokens(2), nextRefreshAt: null });
     expect(stale).toBeNull();
     expect(await repository.findWithTokens('acme', 'copyai')).toMatchObject({ accessToken: 'a1', refreshToken: 'r1' });

@@ -141,12 +141,50 @@ export class TypeormConnectionRepository extends ConnectionRepository {
     };
   }
 
+  openAccessToken(sealed: SealedConnection): string {
+    if (sealed.sealedAccessToken === null) throw new ConnectionUnreadableError(sealed.record.id, undefined, 'no token stored');
+    return this.open(sealed.record.id, sealed.sealedAccessToken, 'access_token');
+  }
+
+  async findSealedByAccount(account: string): Promise<SealedConnection[]> {
+    const rows: ConnectionRow[] = await this.dataSource.query(
+      `SELECT ${SEALED_COLUMNS} FROM connections WHERE account = $1 ORDER BY provider`,
+      [account],
+    );
+    return rows.map(toSealed);
+  }
+
+  async claimRefreshLease(id: string, owner: string, now: Date, leaseMs: number): Promise<SealedConnection | null> {
+    const [rows] = (await this.dataSource.query(
+      `UPDATE connections SET lease_owner = $2, lease_expires_at = $3
+       WHERE id = $1 AND status = 'active' AND (lease_expires_at IS NULL OR lease_expires_at <= $4 OR lease_owner = $2)
+       RETURNING ${SEALED_COLUMNS}`,
+      [id, owner, new Date(now.getTime() + leaseMs), now],
+    )) as [ConnectionRow[], number];
+    return rows[0] ? toSealed(rows[0]) : null;
+  }
+
+  async releaseRefreshLease(id: string, owner: string): Promise<void> {
+    await this.dataSource.query(`UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2`, [
+      id,
+      owner,
+    ]);
+  }
+
+  async refreshState(id: string, now: Date): Promise<{ version: number; status: string; leased: boolean } | null> {
+    const rows: Array<{ version: number; status: string; leased: boolean }> = await this.dataSource.query(
+      `SELECT version, status, (lease_expires_at IS NOT NULL AND lease_expires_at > $2) AS leased FROM connections WHERE id = $1`,
+      [id, now],
+    );
+    return rows[0] ?? null;
+  }
+
   async findWithTokens(account: string, provider: string): Promise<ConnectionWithTokens | null> {
     const sealed = await this.findSealed(account, provider);
     return sealed ? this.unseal(sealed) : null;
   }
 
-  async saveRefreshed(input: SaveRefreshedInput): Promise<ConnectionRecord | null> {
+  async saveRefreshed(input: SaveRefreshedInput): Promise<SealedConnection | null> {
     const sealed = this.sealTokens(input.id, input.tokens);
     const now = this.clock.now();
     // A refresh response without a refresh token keeps the one we have (RFC 6749 §6);
@@ -159,7 +197,7 @@ export class TypeormConnectionRepository extends ConnectionRepository {
          updated_at = $10, last_refreshed_at = $10, last_error_code = NULL, last_error_message = NULL,
          last_error_at = NULL, version = version + 1, next_refresh_at = $11, refresh_failures = 0,
          lease_owner = NULL, lease_expires_at = NULL
-       WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${RECORD_COLUMNS}`,
+       WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${SEALED_COLUMNS}`,
       [
         input.id,
         input.expectedVersion,
@@ -174,7 +212,7 @@ export class TypeormConnectionRepository extends ConnectionRepository {
         input.nextRefreshAt,
       ],
     )) as [ConnectionRow[], number];
-    return rows[0] ? toRecord(rows[0]) : null;
+    return rows[0] ? toSealed(rows[0]) : null;
   }
 
   async markNeedsReauth(id: string, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null> {

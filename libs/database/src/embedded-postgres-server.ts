@@ -7,12 +7,12 @@
  * shutdown, and it cannot recover from a crashed previous run (an orphaned postmaster or a
  * stale `postmaster.pid`), which this class must.
  *
- * Listens on 127.0.0.1 only, on a free port chosen at each start, with a password
+ * Listens on 127.0.0.1 only, on a free port chosen at each start (or a fixed `port`), with a password
  * generated once into `DATA_DIR/postgres.password` (0600). Never used in production.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -21,6 +21,8 @@ import { Client } from 'pg';
 export interface EmbeddedPostgresOptions {
   dataDir: string;
   database?: string;
+  /** Listen on this port at every start instead of a free one (tests restart a server under a running client). */
+  port?: number;
   /** Receives server output (one line at a time) for debugging; nothing secret is printed by postgres. */
   log?: (line: string) => void;
 }
@@ -35,6 +37,7 @@ const STOP_TIMEOUT_MS = 15_000;
 export class EmbeddedPostgresServer {
   private process?: ChildProcess;
   private port = 0;
+  private readonly fixedPort: number | undefined;
   private readonly clusterDir: string;
   private readonly passwordFile: string;
   private readonly database: string;
@@ -44,11 +47,23 @@ export class EmbeddedPostgresServer {
     this.clusterDir = join(options.dataDir, 'postgres');
     this.passwordFile = join(options.dataDir, 'postgres.password');
     this.database = options.database ?? 'token_broker';
+    this.fixedPort = options.port;
     this.log = options.log ?? (() => undefined);
+  }
+
+  /** DATA_DIR this server keeps its cluster and password under. */
+  get dataDir(): string {
+    return dirname(this.clusterDir);
   }
 
   get url(): string {
     return this.urlFor(this.database);
+  }
+
+  /** The running postmaster's pid, if this instance started one that has not exited. */
+  get pid(): number | undefined {
+    const child = this.process;
+    return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
   }
 
   /** Starts the server (initialising the cluster on first use) and returns its URL. */
@@ -64,7 +79,7 @@ export class EmbeddedPostgresServer {
     if (!existsSync(join(this.clusterDir, 'PG_VERSION'))) this.initialise(bin, owner, password);
     await this.clearStaleLock();
 
-    this.port = await freePort();
+    this.port = this.fixedPort ?? (await freePort());
     const child = spawn(
       join(bin, 'postgres'),
       ['-D', this.clusterDir, '-p', String(this.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'],
@@ -160,7 +175,7 @@ export class EmbeddedPostgresServer {
     const lockFile = join(this.clusterDir, 'postmaster.pid');
     if (!existsSync(lockFile)) return;
     const pid = Number(readFileSync(lockFile, 'utf8').split('\n')[0]);
-    if (Number.isInteger(pid) && pid > 0 && isPostgresProcess(pid)) {
+    if (Number.isInteger(pid) && pid > 0 && isPostmasterOf(pid, this.clusterDir)) {
       this.log(`stopping orphaned PostgreSQL (pid ${pid}) left by a previous run`);
       process.kill(pid, 'SIGINT');
       const deadline = Date.now() + STOP_TIMEOUT_MS;
@@ -255,12 +270,25 @@ function isAlive(pid: number): boolean {
   }
 }
 
-function isPostgresProcess(pid: number): boolean {
+/**
+ * Whether `pid` is a postmaster serving `clusterDir`. A stale lock may name a pid that now
+ * belongs to anything, including another PostgreSQL or a process whose command line merely
+ * mentions "postgres" (a test runner, an editor): only the executable's name and the working
+ * directory (a postmaster runs inside its data directory) identify ours.
+ */
+function isPostmasterOf(pid: number, clusterDir: string): boolean {
   if (!isAlive(pid)) return false;
+  // No /proc (macOS): trust the pid.
+  if (!existsSync('/proc/self')) return true;
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('postgres');
+    if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'postgres') return false;
   } catch {
-    // No /proc (macOS): trust the pid.
+    return false;
+  }
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`) === realpathSync(clusterDir);
+  } catch {
+    // Another user's process whose cwd we may not read: it is a postgres, so assume it is ours.
     return true;
   }
 }

@@ -1,2 +1,5 @@
+export * from './backoff';
+export * from './refresh-engine';
+export * from './refresh-outcome';
 export * from './refresh-planner';
 export * from './refresh.module';

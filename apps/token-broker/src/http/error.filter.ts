@@ -38,6 +38,7 @@ export class ErrorFilter implements ExceptionFilter {
     if (body.statusCode >= 500 && body.error === ErrorCode.Internal) {
       this.logger.error({ requestId: request.id, err: exception }, 'unhandled error');
     }
+    if (typeof body.retryAfter === 'number') void reply.header('retry-after', String(body.retryAfter));
     void reply.status(body.statusCode).header('content-type', 'application/json; charset=utf-8').send(body);
   }
 

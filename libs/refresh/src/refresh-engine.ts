@@ -1,0 +1,187 @@
+import { Clock } from '@app/common';
+import { AppConfig } from '@app/config';
+import { ConnectionRecord, ConnectionRepository, SealedConnection } from '@app/connections';
+import { Metrics } from '@app/observability';
+import { ProviderClient, ProviderError, ProviderId } from '@app/providers';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { backoffDelayMs, MISCONFIGURED_RETRY_MS } from './backoff';
+import { JITTER_RANDOM, RefreshPlanner } from './refresh-planner';
+import { RefreshOutcome, RefreshTrigger } from './refresh-outcome';
+
+const WAIT_POLL_MS = 25;
+
+/**
+ * The one code path that refreshes a token, whoever asks (a read, the sweep, an admin).
+ *
+ * - In this process, concurrent requests for one connection share one attempt.
+ * - Across replicas, a lease in the row (claimRefreshLease) admits one refresher; the others
+ *   wait for the lease to go and re-read the row. A crashed holder's lease simply expires.
+ * - The write is fenced by the row version, and a rotated refresh token is stored in the same
+ *   statement as its access token (saveRefreshed).
+ * - Failures follow DESIGN guarantee 5: invalid_grant → needs_reauth, never retried;
+ *   invalid_client → configuration error, connection untouched; transient → backoff in the row.
+ */
+@Injectable()
+export class RefreshEngine {
+  private readonly logger = new Logger('Refresh');
+  private readonly inflight = new Map<string, Promise<RefreshOutcome>>();
+  /** Identifies this replica's leases. */
+  readonly owner = `${hostname().slice(0, 32)}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly connections: ConnectionRepository,
+    private readonly client: ProviderClient,
+    private readonly planner: RefreshPlanner,
+    private readonly clock: Clock,
+    private readonly metrics: Metrics,
+    @Optional() @Inject(JITTER_RANDOM) random?: () => number,
+  ) {
+    this.random = random ?? Math.random;
+  }
+
+  /**
+   * Refreshes the connection if `stillNeeded` holds for its latest row. Concurrent calls for the
+   * same connection in this process share one attempt.
+   */
+  refresh(connectionId: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
+    const running = this.inflight.get(connectionId);
+    if (running) return running;
+    const attempt = this.attempt(connectionId, trigger, stillNeeded).finally(() => this.inflight.delete(connectionId));
+    this.inflight.set(connectionId, attempt);
+    return attempt;
+  }
+
+  private async attempt(id: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
+    const deadline = this.clock.nowMs() + this.config.refresh.leaseMs + 5_000;
+    for (;;) {
+      const claimed = await this.connections.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
+      if (claimed) return this.refreshClaimed(claimed, trigger, stillNeeded);
+
+      // Someone else holds the lease (or the row is not active): wait for their result.
+      const state = await this.connections.refreshState(id, this.clock.now());
+      if (!state || state.status !== 'active') return { kind: 'inactive', status: state?.status ?? null };
+      if (!state.leased) continue; // released between our two statements: try again
+      const settled = await this.waitForLease(id, state.version, deadline);
+      if (settled === 'timeout') return { kind: 'busy' };
+      const latest = await this.connections.findSealedById(id);
+      if (!latest || latest.record.status !== 'active') return { kind: 'inactive', status: latest?.record.status ?? null };
+      if (!stillNeeded(latest.record)) return { kind: 'fresh', connection: latest };
+      // The other holder gave up without new tokens (e.g. provider down): try ourselves.
+    }
+  }
+
+  private async waitForLease(id: string, version: number, deadline: number): Promise<'settled' | 'timeout'> {
+    while (this.clock.nowMs() < deadline) {
+      await sleep(WAIT_POLL_MS);
+      const state = await this.connections.refreshState(id, this.clock.now());
+      if (!state || !state.leased || state.version !== version || state.status !== 'active') return 'settled';
+    }
+    return 'timeout';
+  }
+
+  private async refreshClaimed(
+    claimed: SealedConnection,
+    trigger: RefreshTrigger,
+    stillNeeded: (record: ConnectionRecord) => boolean,
+  ): Promise<RefreshOutcome> {
+    const { record } = claimed;
+    const provider = record.provider as ProviderId;
+    const settings = this.config.providers[provider];
+    const count = (outcome: string): void => this.metrics.refreshes.inc({ provider, trigger, outcome });
+
+    if (!stillNeeded(record)) {
+      await this.connections.releaseRefreshLease(record.id, this.owner);
+      return { kind: 'fresh', connection: claimed };
+    }
+    const retryAt = record.nextRefreshAt?.getTime() ?? 0;
+    if (trigger === 'read' && record.lastError && record.lastError.code !== 'invalid_grant' && retryAt > this.clock.nowMs()) {
+      // A recent attempt failed and set a retry time: readers must not hammer a provider that is down.
+      await this.connections.releaseRefreshLease(record.id, this.owner);
+      return {
+        kind: 'transient',
+        message: `backing off after: ${record.lastError.message}`,
+        retryAfterSec: Math.ceil((retryAt - this.clock.nowMs()) / 1000),
+      };
+    }
+    if (!record.hasRefreshToken) {
+      await this.connections.releaseRefreshLease(record.id, this.owner);
+      return { kind: 'not_refreshable', connection: claimed };
+    }
+    if (!settings) {
+      await this.connections.recordRefreshFailure(
+        record.id,
+        { code: 'provider_not_configured', message: `${provider} is not configured on this broker` },
+        new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS),
+      );
+      count('misconfigured');
+      return { kind: 'misconfigured', message: `${provider} is not configured on this broker` };
+    }
+
+    const { refreshToken } = this.connections.unseal(claimed);
+    const started = process.hrtime.bigint();
+    try {
+      const issued = await this.client.refresh(settings, refreshToken!);
+      this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
+      const now = this.clock.now();
+      const expiresAt = issued.expiresInSec ? new Date(now.getTime() + issued.expiresInSec * 1000) : null;
+      const saved = await this.connections.saveRefreshed({
+        id: record.id,
+        expectedVersion: record.version,
+        tokens: {
+          accessToken: issued.accessToken,
+          refreshToken: issued.refreshToken,
+          tokenType: issued.tokenType,
+          scope: issued.scope,
+          expiresAt,
+          refreshTokenExpiresAt: issued.refreshTokenExpiresInSec ? new Date(now.getTime() + issued.refreshTokenExpiresInSec * 1000) : null,
+        },
+        nextRefreshAt: this.planner.nextRefreshAt(expiresAt, issued.refreshToken !== null || record.hasRefreshToken, now),
+      });
+      if (!saved) {
+        // The fence held: the row changed under us (a reconnect or a revoke). Its state wins.
+        this.logger.warn(`refresh of ${provider} connection ${record.id} lost the version fence; keeping the newer row`);
+        const latest = await this.connections.findSealedById(record.id);
+        count('superseded');
+        return latest && latest.record.status === 'active' ? { kind: 'fresh', connection: latest } : { kind: 'inactive', status: latest?.record.status ?? null };
+      }
+      count('refreshed');
+      return { kind: 'refreshed', connection: saved };
+    } catch (error) {
+      this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
+      if (!(error instanceof ProviderError)) {
+        await this.connections.releaseRefreshLease(record.id, this.owner);
+        throw error;
+      }
+      return this.recordFailure(record, error, count);
+    }
+  }
+
+  private async recordFailure(record: ConnectionRecord, error: ProviderError, count: (outcome: string) => void): Promise<RefreshOutcome> {
+    const message = error.message;
+    if (error.kind === 'invalid_grant') {
+      await this.connections.markNeedsReauth(record.id, { code: 'invalid_grant', message });
+      this.logger.warn(`${record.provider} connection ${record.id} (account ${record.account}) needs re-authorisation: ${message}`);
+      count('needs_reauth');
+      return { kind: 'needs_reauth', message };
+    }
+    if (error.kind === 'invalid_client') {
+      await this.connections.recordRefreshFailure(record.id, { code: 'invalid_client', message }, new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS));
+      this.logger.error(`${record.provider} rejected our client credentials: check ${record.provider.toUpperCase()}_CLIENT_ID/SECRET (${message})`);
+      count('misconfigured');
+      return { kind: 'misconfigured', message };
+    }
+    const delay = backoffDelayMs(record.refreshFailures, this.random, error.details.retryAfterSec);
+    const code = error.kind === 'transient' ? 'provider_unavailable' : 'refresh_rejected';
+    await this.connections.recordRefreshFailure(record.id, { code, message }, new Date(this.clock.nowMs() + delay));
+    count(error.kind === 'transient' ? 'transient' : 'rejected');
+    return { kind: 'transient', message, retryAfterSec: error.details.retryAfterSec ?? Math.ceil(delay / 1000) };
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

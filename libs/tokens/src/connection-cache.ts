@@ -1,0 +1,127 @@
+import { ConnectionRepository, SealedConnection } from '@app/connections';
+import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+
+const CHANNEL = 'connection_changed';
+/** A safety net only: invalidation normally arrives by NOTIFY within milliseconds. */
+const ENTRY_TTL_MS = 60_000;
+const MAX_ACCOUNTS = 100_000;
+const RECONNECT_DELAY_MS = 1_000;
+
+interface Entry {
+  connections: SealedConnection[];
+  loadedAt: number;
+}
+
+/**
+ * Sealed connection rows by account, for the token read path: a hit costs no database round
+ * trip, and tokens stay encrypted in memory (they are opened per request). Every replica
+ * LISTENs on `connection_changed` (a trigger fires it whenever a row's tokens or status
+ * change) and drops that account. While the listener is down the cache is bypassed, so a
+ * replica never serves a row it could have missed a change to.
+ */
+@Injectable()
+export class ConnectionCache implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('ConnectionCache');
+  private readonly entries = new Map<string, Entry>();
+  private readonly loading = new Map<string, Promise<SealedConnection[]>>();
+  private listener?: Client;
+  private listening = false;
+  private stopped = false;
+  /** Bumped on every invalidation, so a load that raced one is not cached. */
+  private generation = 0;
+
+  constructor(
+    private readonly connections: ConnectionRepository,
+    private readonly dataSource: DataSource,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    await this.listen().catch((error: Error) => {
+      this.logger.warn(`cannot LISTEN for connection changes yet (${error.message}); reading through until it works`);
+      this.scheduleReconnect();
+    });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    await this.listener?.end().catch(() => undefined);
+  }
+
+  async forAccount(account: string, now: number): Promise<SealedConnection[]> {
+    const entry = this.entries.get(account);
+    if (this.listening && entry && now - entry.loadedAt < ENTRY_TTL_MS) return entry.connections;
+    const pending = this.loading.get(account);
+    if (pending) return pending;
+    const generation = this.generation;
+    const load = this.connections
+      .findSealedByAccount(account)
+      .then((connections) => {
+        if (this.listening && generation === this.generation) this.store(account, { connections, loadedAt: now });
+        return connections;
+      })
+      .finally(() => this.loading.delete(account));
+    this.loading.set(account, load);
+    return load;
+  }
+
+  /** This replica's own write: use the new row at once instead of waiting for the NOTIFY. */
+  update(connection: SealedConnection): void {
+    this.invalidate(connection.record.account);
+  }
+
+  invalidate(account: string): void {
+    this.generation++;
+    this.entries.delete(account);
+  }
+
+  private store(account: string, entry: Entry): void {
+    if (this.entries.size >= MAX_ACCOUNTS) {
+      // Maps iterate in insertion order: drop the oldest tenth.
+      let drop = Math.ceil(MAX_ACCOUNTS / 10);
+      for (const key of this.entries.keys()) {
+        if (drop-- <= 0) break;
+        this.entries.delete(key);
+      }
+    }
+    this.entries.set(account, entry);
+  }
+
+  private async listen(): Promise<void> {
+    const options = this.dataSource.options as { url?: string };
+    const client = new Client({ connectionString: options.url, application_name: 'token-broker-listener', keepAlive: true });
+    client.on('notification', (message) => {
+      if (message.channel === CHANNEL && message.payload) this.invalidate(message.payload);
+    });
+    client.on('error', (error) => {
+      this.logger.warn(`connection-change listener lost (${error.message}); cache bypassed until it is back`);
+      this.dropListener(client);
+    });
+    client.on('end', () => this.dropListener(client));
+    await client.connect();
+    await client.query(`LISTEN ${CHANNEL}`);
+    this.listener = client;
+    // Anything cached before now may have missed a notification.
+    this.generation++;
+    this.entries.clear();
+    this.listening = true;
+  }
+
+  private dropListener(client: Client): void {
+    if (this.listener !== client) return;
+    this.listening = false;
+    this.listener = undefined;
+    this.entries.clear();
+    void client.end().catch(() => undefined);
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    setTimeout(() => {
+      if (this.stopped || this.listening) return;
+      this.listen().catch(() => this.scheduleReconnect());
+    }, RECONNECT_DELAY_MS).unref();
+  }
+}

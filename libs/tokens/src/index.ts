@@ -1,0 +1,4 @@
+export * from './connection-cache';
+export * from './token.service';
+export * from './tokens.module';
+export * from './usage-recorder';
