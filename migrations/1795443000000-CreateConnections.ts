@@ -42,7 +42,7 @@ export class CreateConnections1795443000000 implements MigrationInterface {
       )
     `);
     await queryRunner.query(
-      `CREATE INDEX connections_due_idx ON connections (next_refresh_at) WHERE status = 'active' AND next_refresh_at IS NOT NULL`,
+      `CREATE INDEX connections_due_idx ON connections (provider, next_refresh_at) WHERE status = 'active' AND next_refresh_at IS NOT NULL`,
     );
     await queryRunner.query(`CREATE INDEX connections_key_id_idx ON connections (key_id)`);
     await queryRunner.query(`CREATE INDEX connections_provider_status_idx ON connections (provider, status, id)`);

@@ -2,6 +2,7 @@
  * Boots the real broker (Fastify on 127.0.0.1, an ephemeral port) against the test database,
  * with fixed test credentials. End-to-end suites drive it over HTTP with `fetch`.
  */
+import { Clock } from '@app/common';
 import { loadConfig } from '@app/config';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
@@ -29,7 +30,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startTestBroker(env: Record<string, string | undefined> = {}): Promise<TestBroker> {
+export async function startTestBroker(env: Record<string, string | undefined> = {}, options: { clock?: Clock } = {}): Promise<TestBroker> {
   const port = env.PORT ?? String(await freePort());
   const { config } = loadConfig({
     NODE_ENV: 'test',
@@ -44,7 +45,7 @@ export async function startTestBroker(env: Record<string, string | undefined> = 
     ADMIN_API_KEYS: `ops:${TEST_ADMIN_KEY}`,
     ...env,
   });
-  const broker = await startBroker(config);
+  const broker = await startBroker(config, { clock: options.clock });
   return {
     ...broker,
     call: (path, init = {}) => {

@@ -6,6 +6,9 @@ import { DatabaseModule } from '@app/database';
 import { ObservabilityModule } from '@app/observability';
 import { TokensModule } from '@app/tokens';
 import { DynamicModule, Global, Module } from '@nestjs/common';
+import { ScheduleModule } from '@nestjs/schedule';
+import { RefreshModule } from '@app/refresh';
+import { BrokerScheduler } from './scheduling/broker.scheduler';
 import { APP_FILTER } from '@nestjs/core';
 import { ConnectModule } from '@app/connect';
 import { ConnectController } from './connect/connect.controller';
@@ -18,22 +21,29 @@ export interface AppModuleOptions {
   config: AppConfig;
   /** The database to use: DATABASE_URL, or the embedded server started by the broker. */
   databaseUrl: string;
+  /** Replaces the system clock (tests move time instead of sleeping). */
+  clock?: Clock;
 }
 
 /** Side-effect-free infrastructure every feature may inject. */
 @Global()
-@Module({ providers: [Clock], exports: [Clock] })
-class CoreModule {}
+@Module({})
+class CoreModule {
+  static forRoot(clock: Clock = new Clock()): DynamicModule {
+    return { module: CoreModule, providers: [{ provide: Clock, useValue: clock }], exports: [Clock] };
+  }
+}
 
 /** Wires the broker: infrastructure libraries first, then the HTTP features. */
 @Module({})
 export class AppModule {
-  static forRoot({ config, databaseUrl }: AppModuleOptions): DynamicModule {
+  static forRoot({ config, databaseUrl, clock }: AppModuleOptions): DynamicModule {
     return {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
-        CoreModule,
+        CoreModule.forRoot(clock),
+        ScheduleModule.forRoot(),
         ObservabilityModule,
         DatabaseModule.forRoot({ url: databaseUrl }),
         CryptoModule.forRoot(config.tokenEncryptionKeys),
@@ -41,9 +51,10 @@ export class AppModule {
         HealthModule,
         ConnectModule,
         TokensModule,
+        RefreshModule,
       ],
       controllers: [ConnectSessionsController, ConnectController, TokensController],
-      providers: [{ provide: APP_FILTER, useClass: ErrorFilter }],
+      providers: [{ provide: APP_FILTER, useClass: ErrorFilter }, BrokerScheduler],
     };
   }
 }

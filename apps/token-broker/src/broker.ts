@@ -1,3 +1,4 @@
+import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import { EmbeddedPostgresServer } from '@app/database';
 import { Logger as NestLogger, ValidationPipe } from '@nestjs/common';
@@ -25,7 +26,7 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
  * Builds and starts the broker: the embedded database when DATABASE_URL is unset, then the
  * Nest application on Fastify. Used by main.ts and by the end-to-end tests alike.
  */
-export async function startBroker(config: AppConfig, options: { port?: number } = {}): Promise<RunningBroker> {
+export async function startBroker(config: AppConfig, options: { port?: number; clock?: Clock } = {}): Promise<RunningBroker> {
   const bootLogger = new NestLogger('Broker');
   let embedded: EmbeddedPostgresServer | undefined;
   let databaseUrl = config.databaseUrl;
@@ -44,7 +45,7 @@ export async function startBroker(config: AppConfig, options: { port?: number } 
         return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
       },
     });
-    const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot({ config, databaseUrl }), adapter, {
+    const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot({ config, databaseUrl, clock: options.clock }), adapter, {
       bufferLogs: true,
       // Throw instead of exiting: main.ts and the tests decide what a failed start means.
       abortOnError: false,

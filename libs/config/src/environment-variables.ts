@@ -16,11 +16,13 @@ export class EnvironmentVariables {
   @IsIn(['development', 'production', 'test'])
   NODE_ENV?: string;
 
+  // Decorators run bottom-up and the first constraint is the one reported: "abc" must read
+  // "must be a whole number", not "must not be greater than 65535".
   @IsOptional()
   @Transform(toInt)
-  @IsInt({ message: 'PORT must be a whole number' })
-  @Min(0)
   @Max(65535)
+  @Min(0)
+  @IsInt({ message: 'PORT must be a whole number' })
   PORT?: number;
 
   @IsOptional()

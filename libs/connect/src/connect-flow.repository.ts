@@ -61,16 +61,16 @@ export class TypeormConnectFlowRepository extends ConnectFlowRepository {
   }
 
   async consumeSession(tokenHash: Buffer, provider: string, now: Date): Promise<ConnectSession | SessionRefusal> {
-    const [used] = (await this.dataSource.query(
+    const [used] = await this.dataSource.query<[SessionRow[], number]>(
       `UPDATE connect_sessions SET used_at = $3
        WHERE token_hash = $1 AND provider = $2 AND used_at IS NULL AND expires_at > $3
        RETURNING id, account, provider, return_to, created_by, expires_at`,
       [tokenHash, provider, now],
-    )) as [SessionRow[], number];
+    );
     if (used[0]) return toSession(used[0]);
-    const [row] = (await this.dataSource.query(`SELECT provider, used_at, expires_at FROM connect_sessions WHERE token_hash = $1`, [
+    const [row] = await this.dataSource.query<SessionRow[]>(`SELECT provider, used_at, expires_at FROM connect_sessions WHERE token_hash = $1`, [
       tokenHash,
-    ])) as SessionRow[];
+    ]);
     if (!row) return 'unknown';
     if (row.provider !== provider) return 'wrong_provider';
     if (row.used_at) return 'used';
@@ -115,11 +115,11 @@ export class TypeormConnectFlowRepository extends ConnectFlowRepository {
   }
 
   async deleteExpired(now: Date): Promise<number> {
-    const [, states] = (await this.dataSource.query(`DELETE FROM oauth_states WHERE expires_at < $1`, [now])) as [unknown, number];
+    const [, states] = await this.dataSource.query<[unknown, number]>(`DELETE FROM oauth_states WHERE expires_at < $1`, [now]);
     // Sessions are kept a day past expiry so a late click still says "expired" rather than "unknown".
-    const [, sessions] = (await this.dataSource.query(`DELETE FROM connect_sessions WHERE expires_at < $1::timestamptz - interval '1 day'`, [
+    const [, sessions] = await this.dataSource.query<[unknown, number]>(`DELETE FROM connect_sessions WHERE expires_at < $1::timestamptz - interval '1 day'`, [
       now,
-    ])) as [unknown, number];
+    ]);
     return states + sessions;
   }
 }

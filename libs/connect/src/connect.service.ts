@@ -112,6 +112,11 @@ export class ConnectService implements OnModuleInit {
     return { connectUrl: `${this.config.publicUrl}/connect/${settings.id}?session=${token}`, expiresAt };
   }
 
+  /** Deletes connect sessions and pending authorizations past their lifetime. */
+  async purgeExpired(now: Date): Promise<number> {
+    return this.flows.deleteExpired(now);
+  }
+
   /**
    * Starts the dance: consumes the one-time session, binds the flow to this browser with a
    * short-lived cookie, and lets Passport redirect to the provider. Writes the raw response.
@@ -150,7 +155,8 @@ export class ConnectService implements OnModuleInit {
     if (typeof params.error === 'string' || typeof params.code !== 'string' || params.code === '') {
       // Consume the state too, so the flow cannot be resumed, and learn where to send the user.
       if (typeof params.state === 'string') await this.consumeState(request, params.state);
-      const session = context.refusal ? undefined : context.session;
+      // Where the state belonged to this flow but the browser check failed, the user still goes back to the product.
+      const session = context.refusal === 'other_browser' || context.refusal === 'expired' || !context.refusal ? context.session : undefined;
       if (typeof params.error === 'string') {
         const code = params.error === 'access_denied' ? ErrorCode.AccessDenied : ErrorCode.ExchangeFailed;
         const message =
@@ -170,6 +176,9 @@ export class ConnectService implements OnModuleInit {
       if (user.identityError) this.logger.warn(`${settings.id} identity lookup failed for account ${session.account}: ${user.identityError}`);
       const now = this.clock.now();
       const expiresAt = user.tokens.expiresInSec ? new Date(now.getTime() + user.tokens.expiresInSec * 1000) : null;
+      const refreshTokenExpiresAt = user.tokens.refreshTokenExpiresInSec
+        ? new Date(now.getTime() + user.tokens.refreshTokenExpiresInSec * 1000)
+        : null;
       const connection = await this.connections.saveConnected({
         account: session.account,
         provider: settings.id,
@@ -179,10 +188,10 @@ export class ConnectService implements OnModuleInit {
           tokenType: user.tokens.tokenType,
           scope: user.tokens.scope ?? settings.scope,
           expiresAt,
-          refreshTokenExpiresAt: user.tokens.refreshTokenExpiresInSec ? new Date(now.getTime() + user.tokens.refreshTokenExpiresInSec * 1000) : null,
+          refreshTokenExpiresAt,
         },
         identity: user.identity,
-        nextRefreshAt: this.planner.nextRefreshAt(expiresAt, user.tokens.refreshToken !== null, now),
+        nextRefreshAt: this.planner.nextRefreshAt(expiresAt, user.tokens.refreshToken !== null, now, refreshTokenExpiresAt),
       });
       this.logger.log(`connected ${settings.id} for account ${session.account} (session by ${session.createdBy})`);
       return { kind: 'connected', session, connection };

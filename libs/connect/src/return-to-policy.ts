@@ -4,7 +4,7 @@
  * This is what keeps the broker from being an open redirect.
  */
 export class ReturnToPolicy {
-  private readonly patterns: Array<{ protocol: string; host: RegExp; port: string | '*' | null }>;
+  private readonly patterns: Array<{ protocol: string; host: RegExp; port: string | null }>;
 
   constructor(origins: ReadonlyArray<string>) {
     this.patterns = origins.map((origin) => {

@@ -3,6 +3,7 @@ import {
   ConnectionFilter,
   ConnectionPage,
   ConnectionRecord,
+  ConnectionStatus,
   ConnectionWithTokens,
   ProviderIdentity,
   SealedConnection,
@@ -67,11 +68,21 @@ export abstract class ConnectionRepository {
    */
   abstract claimRefreshLease(id: string, owner: string, now: Date, leaseMs: number): Promise<SealedConnection | null>;
 
+  /**
+   * The refresh sweep's claim: up to `limit` active connections of `provider` whose refresh is
+   * due and unleased, oldest due first, leased to `owner` in one statement. `FOR UPDATE SKIP
+   * LOCKED` lets replicas claim side by side without ever taking the same row.
+   */
+  abstract claimDueForRefresh(provider: string, owner: string, now: Date, leaseMs: number, limit: number): Promise<SealedConnection[]>;
+
+  /** Releases every lease `owner` still holds (graceful shutdown). */
+  abstract releaseLeasesOf(owner: string): Promise<number>;
+
   /** Gives a lease back without writing tokens (nothing to do, or the attempt was abandoned). */
   abstract releaseRefreshLease(id: string, owner: string): Promise<void>;
 
   /** Whether someone holds a live refresh lease on the row, and its current version and status. */
-  abstract refreshState(id: string, now: Date): Promise<{ version: number; status: string; leased: boolean } | null>;
+  abstract refreshState(id: string, now: Date): Promise<{ version: number; status: ConnectionStatus; leased: boolean } | null>;
 
   /** Fenced: returns null (and writes nothing) when the row's version moved on. Releases the lease. */
   abstract saveRefreshed(input: SaveRefreshedInput): Promise<SealedConnection | null>;

@@ -4,3 +4,4 @@ export * from './connection.model';
 export * from './connection.repository';
 export * from './connections.module';
 export * from './typeorm-connection.repository';
+export * from './key-rotation';

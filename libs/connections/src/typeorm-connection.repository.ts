@@ -69,13 +69,13 @@ export class TypeormConnectionRepository extends ConnectionRepository {
         `INSERT INTO connections (id, account, provider) VALUES ($1, $2, $3) ON CONFLICT (account, provider) DO NOTHING`,
         [randomUUID(), input.account, input.provider],
       );
-      const [{ id }] = (await manager.query(`SELECT id FROM connections WHERE account = $1 AND provider = $2 FOR UPDATE`, [
+      const [{ id }] = await manager.query<Array<{ id: string }>>(`SELECT id FROM connections WHERE account = $1 AND provider = $2 FOR UPDATE`, [
         input.account,
         input.provider,
-      ])) as Array<{ id: string }>;
+      ]);
       const now = this.clock.now();
       const sealed = this.sealTokens(id, input.tokens);
-      const rows = (await manager.query(
+      const rows = await manager.query<[ConnectionRow[], number]>(
         `UPDATE connections SET status = 'active', access_token_sealed = $2, refresh_token_sealed = $3, key_id = $4,
            token_type = $5, scope = $6, expires_at = $7, refresh_token_expires_at = $8, identity = $9,
            updated_at = $10, connected_at = $10, last_refreshed_at = NULL, last_error_code = NULL,
@@ -95,7 +95,7 @@ export class TypeormConnectionRepository extends ConnectionRepository {
           now,
           input.nextRefreshAt,
         ],
-      )) as [ConnectionRow[], number];
+      );
       return toRecord(rows[0][0]);
     });
   }
@@ -155,13 +155,35 @@ export class TypeormConnectionRepository extends ConnectionRepository {
   }
 
   async claimRefreshLease(id: string, owner: string, now: Date, leaseMs: number): Promise<SealedConnection | null> {
-    const [rows] = (await this.dataSource.query(
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
       `UPDATE connections SET lease_owner = $2, lease_expires_at = $3
        WHERE id = $1 AND status = 'active' AND (lease_expires_at IS NULL OR lease_expires_at <= $4 OR lease_owner = $2)
        RETURNING ${SEALED_COLUMNS}`,
       [id, owner, new Date(now.getTime() + leaseMs), now],
-    )) as [ConnectionRow[], number];
+    );
     return rows[0] ? toSealed(rows[0]) : null;
+  }
+
+  async claimDueForRefresh(provider: string, owner: string, now: Date, leaseMs: number, limit: number): Promise<SealedConnection[]> {
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
+      `UPDATE connections SET lease_owner = $2, lease_expires_at = $3
+       WHERE id IN (
+         SELECT id FROM connections
+         WHERE provider = $1 AND status = 'active' AND next_refresh_at IS NOT NULL AND next_refresh_at <= $4
+           AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
+         ORDER BY next_refresh_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+       RETURNING ${SEALED_COLUMNS}`,
+      [provider, owner, new Date(now.getTime() + leaseMs), now, limit],
+    );
+    return rows.map(toSealed);
+  }
+
+  async releaseLeasesOf(owner: string): Promise<number> {
+    const [, count] = await this.dataSource.query<[unknown, number]>(
+      `UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1`,
+      [owner],
+    );
+    return count;
   }
 
   async releaseRefreshLease(id: string, owner: string): Promise<void> {
@@ -171,8 +193,8 @@ export class TypeormConnectionRepository extends ConnectionRepository {
     ]);
   }
 
-  async refreshState(id: string, now: Date): Promise<{ version: number; status: string; leased: boolean } | null> {
-    const rows: Array<{ version: number; status: string; leased: boolean }> = await this.dataSource.query(
+  async refreshState(id: string, now: Date): Promise<{ version: number; status: ConnectionStatus; leased: boolean } | null> {
+    const rows: Array<{ version: number; status: ConnectionStatus; leased: boolean }> = await this.dataSource.query(
       `SELECT version, status, (lease_expires_at IS NOT NULL AND lease_expires_at > $2) AS leased FROM connections WHERE id = $1`,
       [id, now],
     );
@@ -189,7 +211,7 @@ export class TypeormConnectionRepository extends ConnectionRepository {
     const now = this.clock.now();
     // A refresh response without a refresh token keeps the one we have (RFC 6749 §6);
     // a rotated one is written in this same statement as its access token.
-    const [rows] = (await this.dataSource.query(
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
       `UPDATE connections SET access_token_sealed = $3,
          refresh_token_sealed = COALESCE($4, refresh_token_sealed), key_id = $5,
          token_type = COALESCE($6, token_type), scope = COALESCE($7, scope), expires_at = $8,
@@ -211,7 +233,7 @@ export class TypeormConnectionRepository extends ConnectionRepository {
         now,
         input.nextRefreshAt,
       ],
-    )) as [ConnectionRow[], number];
+    );
     return rows[0] ? toSealed(rows[0]) : null;
   }
 
@@ -313,10 +335,10 @@ export class TypeormConnectionRepository extends ConnectionRepository {
         [row.id, access, refresh, active],
       );
     }
-    const [{ remaining }] = (await manager.query(
+    const [{ remaining }] = await manager.query<Array<{ remaining: number }>>(
       `SELECT count(*)::int AS remaining FROM connections WHERE key_id IS NOT NULL AND key_id <> $1`,
       [active],
-    )) as Array<{ remaining: number }>;
+    );
     return { resealed: rows.length, skippedLocked: rows.length < limit && remaining > rows.length };
   }
 
@@ -350,7 +372,7 @@ export class TypeormConnectionRepository extends ConnectionRepository {
   }
 
   private async updateOne(sql: string, params: unknown[]): Promise<ConnectionRecord | null> {
-    const [rows] = (await this.dataSource.query(sql, params)) as [ConnectionRow[], number];
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(sql, params);
     return rows[0] ? toRecord(rows[0]) : null;
   }
 }

@@ -212,7 +212,7 @@ export class EmbeddedPostgresServer {
     const client = new Client({ host: '127.0.0.1', port: this.port, user: 'postgres', password, database });
     await client.connect();
     try {
-      return (await client.query(sql, params)).rows;
+      return (await client.query<Record<string, unknown>>(sql, params)).rows;
     } finally {
       await client.end();
     }

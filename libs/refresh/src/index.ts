@@ -3,3 +3,5 @@ export * from './refresh-engine';
 export * from './refresh-outcome';
 export * from './refresh-planner';
 export * from './refresh.module';
+export * from './refresh-sweeper';
+export * from './token-bucket';

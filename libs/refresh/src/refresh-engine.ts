@@ -1,6 +1,6 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository, SealedConnection } from '@app/connections';
+import { ConnectionRecord, ConnectionRepository, ConnectionStatus, SealedConnection } from '@app/connections';
 import { Metrics } from '@app/observability';
 import { ProviderClient, ProviderError, ProviderId } from '@app/providers';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
@@ -55,6 +55,19 @@ export class RefreshEngine {
     return attempt;
   }
 
+  /**
+   * Refreshes a connection the sweep already leased to this replica (claimDueForRefresh), if it
+   * is still due. Shares the in-process single flight with readers.
+   */
+  refreshLeased(claimed: SealedConnection, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
+    const id = claimed.record.id;
+    const running = this.inflight.get(id);
+    if (running) return running;
+    const attempt = this.refreshClaimed(claimed, trigger, stillNeeded).finally(() => this.inflight.delete(id));
+    this.inflight.set(id, attempt);
+    return attempt;
+  }
+
   private async attempt(id: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
     const deadline = this.clock.nowMs() + this.config.refresh.leaseMs + 5_000;
     for (;;) {
@@ -63,12 +76,12 @@ export class RefreshEngine {
 
       // Someone else holds the lease (or the row is not active): wait for their result.
       const state = await this.connections.refreshState(id, this.clock.now());
-      if (!state || state.status !== 'active') return { kind: 'inactive', status: state?.status ?? null };
+      if (!state || state.status !== ConnectionStatus.Active) return { kind: 'inactive', status: state?.status ?? null };
       if (!state.leased) continue; // released between our two statements: try again
       const settled = await this.waitForLease(id, state.version, deadline);
       if (settled === 'timeout') return { kind: 'busy' };
       const latest = await this.connections.findSealedById(id);
-      if (!latest || latest.record.status !== 'active') return { kind: 'inactive', status: latest?.record.status ?? null };
+      if (!latest || latest.record.status !== ConnectionStatus.Active) return { kind: 'inactive', status: latest?.record.status ?? null };
       if (!stillNeeded(latest.record)) return { kind: 'fresh', connection: latest };
       // The other holder gave up without new tokens (e.g. provider down): try ourselves.
     }
@@ -78,7 +91,7 @@ export class RefreshEngine {
     while (this.clock.nowMs() < deadline) {
       await sleep(WAIT_POLL_MS);
       const state = await this.connections.refreshState(id, this.clock.now());
-      if (!state || !state.leased || state.version !== version || state.status !== 'active') return 'settled';
+      if (!state || !state.leased || state.version !== version || state.status !== ConnectionStatus.Active) return 'settled';
     }
     return 'timeout';
   }
@@ -111,6 +124,13 @@ export class RefreshEngine {
       await this.connections.releaseRefreshLease(record.id, this.owner);
       return { kind: 'not_refreshable', connection: claimed };
     }
+    if (record.refreshTokenExpiresAt && record.refreshTokenExpiresAt.getTime() <= this.clock.nowMs()) {
+      // The provider would answer invalid_grant: say so without asking it.
+      const message = `the ${provider} refresh token expired at ${record.refreshTokenExpiresAt.toISOString()}`;
+      await this.connections.markNeedsReauth(record.id, { code: 'refresh_token_expired', message });
+      count('needs_reauth');
+      return { kind: 'needs_reauth', message };
+    }
     if (!settings) {
       await this.connections.recordRefreshFailure(
         record.id,
@@ -139,14 +159,23 @@ export class RefreshEngine {
           expiresAt,
           refreshTokenExpiresAt: issued.refreshTokenExpiresInSec ? new Date(now.getTime() + issued.refreshTokenExpiresInSec * 1000) : null,
         },
-        nextRefreshAt: this.planner.nextRefreshAt(expiresAt, issued.refreshToken !== null || record.hasRefreshToken, now),
+        nextRefreshAt: this.planner.nextRefreshAt(
+          expiresAt,
+          issued.refreshToken !== null || record.hasRefreshToken,
+          now,
+          issued.refreshToken !== null
+            ? issued.refreshTokenExpiresInSec
+              ? new Date(now.getTime() + issued.refreshTokenExpiresInSec * 1000)
+              : null
+            : record.refreshTokenExpiresAt,
+        ),
       });
       if (!saved) {
         // The fence held: the row changed under us (a reconnect or a revoke). Its state wins.
         this.logger.warn(`refresh of ${provider} connection ${record.id} lost the version fence; keeping the newer row`);
         const latest = await this.connections.findSealedById(record.id);
         count('superseded');
-        return latest && latest.record.status === 'active' ? { kind: 'fresh', connection: latest } : { kind: 'inactive', status: latest?.record.status ?? null };
+        return latest && latest.record.status === ConnectionStatus.Active ? { kind: 'fresh', connection: latest } : { kind: 'inactive', status: latest?.record.status ?? null };
       }
       count('refreshed');
       return { kind: 'refreshed', connection: saved };

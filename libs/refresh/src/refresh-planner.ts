@@ -26,14 +26,29 @@ export class RefreshPlanner {
     this.random = random ?? Math.random;
   }
 
-  nextRefreshAt(expiresAt: Date | null, refreshable: boolean, issuedAt: Date = this.clock.now()): Date | null {
-    if (!expiresAt || !refreshable) return null;
-    const issued = issuedAt.getTime();
-    const lifetime = expiresAt.getTime() - issued;
-    if (lifetime <= 0) return new Date(issued);
+  /**
+   * @param refreshTokenExpiresAt when the refresh token itself dies: the refresh is planned
+   *   before that too, so a rotating provider hands out a new one in time.
+   */
+  nextRefreshAt(
+    expiresAt: Date | null,
+    refreshable: boolean,
+    issuedAt: Date = this.clock.now(),
+    refreshTokenExpiresAt: Date | null = null,
+  ): Date | null {
+    if (!refreshable) return null;
+    const candidates = [expiresAt, refreshTokenExpiresAt]
+      .filter((d): d is Date => d !== null)
+      .map((deadline) => this.beforeDeadline(issuedAt.getTime(), deadline.getTime()));
+    return candidates.length === 0 ? null : new Date(Math.min(...candidates));
+  }
+
+  private beforeDeadline(issued: number, deadline: number): number {
+    const lifetime = deadline - issued;
+    if (lifetime <= 0) return issued;
     const fraction = LIFETIME_FRACTION + (this.random() * 2 - 1) * JITTER_FRACTION;
     const target = issued + lifetime * fraction;
-    const latest = expiresAt.getTime() - Math.min(MIN_LEAD_MS, lifetime * 0.2);
-    return new Date(Math.max(issued, Math.min(target, latest)));
+    const latest = deadline - Math.min(MIN_LEAD_MS, lifetime * 0.2);
+    return Math.max(issued, Math.min(target, latest));
   }
 }

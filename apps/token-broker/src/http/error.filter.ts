@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 export interface ErrorBody {
   statusCode: number;
-  error: string;
+  error: ErrorCode;
   message: string;
   requestId?: string;
   [detail: string]: unknown;
@@ -69,7 +69,7 @@ function httpMessage(exception: HttpException, code: ErrorCode, request: Fastify
   if (code === ErrorCode.RouteNotFound) return `no route ${request.method} ${request.url.split('?')[0]}`;
   const response = exception.getResponse();
   if (typeof response === 'object' && response !== null && 'message' in response) {
-    const message = (response as { message: unknown }).message;
+    const message: unknown = response.message;
     if (Array.isArray(message)) return message.join('; ');
     if (typeof message === 'string') return message;
   }

@@ -1,0 +1,57 @@
+import { Clock } from '@app/common';
+import { AppConfig } from '@app/config';
+import { ConnectService } from '@app/connect';
+import { RefreshSweeper } from '@app/refresh';
+import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Cron, CronExpression, SchedulerRegistry } from '@nestjs/schedule';
+
+const SWEEP = 'refresh-sweep';
+
+/**
+ * Every timer the broker runs, in one place; each only delegates. Whether the refresh sweep
+ * runs on this replica is configuration (REFRESH_SCHEDULER_ENABLED); every replica may run it,
+ * since claims never overlap.
+ */
+@Injectable()
+export class BrokerScheduler implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('Scheduler');
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly registry: SchedulerRegistry,
+    private readonly sweeper: RefreshSweeper,
+    private readonly connect: ConnectService,
+    private readonly clock: Clock,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (!this.config.refresh.schedulerEnabled) {
+      this.logger.log('proactive refresh sweep disabled on this replica (REFRESH_SCHEDULER_ENABLED=false)');
+      return;
+    }
+    const timer = setInterval(() => void this.sweepRefreshes(), this.config.refresh.sweepIntervalMs);
+    this.registry.addInterval(SWEEP, timer);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    if (this.registry.doesExist('interval', SWEEP)) this.registry.deleteInterval(SWEEP);
+    await this.sweeper.stop();
+  }
+
+  async sweepRefreshes(): Promise<void> {
+    try {
+      await this.sweeper.sweep();
+    } catch (error) {
+      this.logger.error({ err: error }, 'refresh sweep failed; the next interval tries again');
+    }
+  }
+
+  @Cron(CronExpression.EVERY_10_MINUTES, { name: 'purge-connect-flow' })
+  async purgeConnectFlow(): Promise<void> {
+    try {
+      await this.connect.purgeExpired(this.clock.now());
+    } catch (error) {
+      this.logger.warn(`could not purge expired connect sessions: ${(error as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Turns the runs into the figures the DESIGN targets name (medians over rounds), and writes
+ * them: a JSON record per run, `latest.md`, and the marked block in README.md when present.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { round } from './child-process';
+import { LoadResult } from './load';
+
+export const TARGET_RATIO = 0.45;
+export const TARGET_P99_MS = 10;
+export const TARGET_RSS_MB = 200;
+
+export interface MemoryFigures {
+  afterBootMb?: number;
+  /** After reading `sampleAccounts` different accounts (each one cached). */
+  afterSampleMb?: number;
+  sampleAccounts: number;
+  afterRunMb?: number;
+  peakMb?: number;
+}
+
+export interface TokenReadReport {
+  benchmark: 'token-read';
+  startedAt: string;
+  finishedAt: string;
+  machine: { nproc: number; cpu: string; memoryGb: number; node: string; platform: string; loadAverage1m: number };
+  settings: {
+    storedConnections: number;
+    hotAccounts: number;
+    connections: number;
+    durationSec: number;
+    warmupSec: number;
+    rounds: number;
+    seedMode: string;
+    database: 'embedded' | 'external';
+    broker: string;
+    responseBytes: number;
+  };
+  timingsSec: { build?: number; seed: number; brokerReady: number; total: number };
+  rounds: Array<{ raw: LoadResult; broker: LoadResult; ratio: number }>;
+  median: {
+    raw: { reqPerSec: number; p50Ms: number; p99Ms: number };
+    broker: { reqPerSec: number; p50Ms: number; p99Ms: number };
+    /** Median of the per-round broker/raw throughput ratios. */
+    ratio: number;
+  };
+  failures: { raw: number; broker: number };
+  brokerMemory: MemoryFigures;
+  verdict: { ratio: boolean; p99: boolean; noFailures: boolean; memory?: boolean };
+}
+
+export function machineInfo(): TokenReadReport['machine'] {
+  return {
+    nproc: availableParallelism(),
+    cpu: cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGb: round(totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    loadAverage1m: round(loadavg()[0], 2),
+  };
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+export function summarise(rounds: TokenReadReport['rounds']): Pick<TokenReadReport, 'median' | 'failures'> {
+  const figures = (pick: (r: TokenReadReport['rounds'][number]) => LoadResult) => ({
+    reqPerSec: Math.round(median(rounds.map((r) => pick(r).reqPerSec))),
+    p50Ms: round(median(rounds.map((r) => pick(r).latencyMs.p50)), 2),
+    p99Ms: round(median(rounds.map((r) => pick(r).latencyMs.p99)), 2),
+  });
+  const failed = (result: LoadResult): number => result.errors + result.timeouts + result.non2xx;
+  return {
+    median: { raw: figures((r) => r.raw), broker: figures((r) => r.broker), ratio: round(median(rounds.map((r) => r.ratio)), 3) },
+    failures: { raw: rounds.reduce((n, r) => n + failed(r.raw), 0), broker: rounds.reduce((n, r) => n + failed(r.broker), 0) },
+  };
+}
+
+export function markdownTable(report: TokenReadReport): string {
+  const { median: m, settings: s, brokerMemory: mem, machine } = report;
+  const ok = (pass: boolean | undefined): string => (pass === undefined ? '' : pass ? 'pass' : '**FAIL**');
+  const mb = (value: number | undefined): string => (value === undefined ? 'n/a' : `${value} MB`);
+  const lines = [
+    `Token read benchmark (\`npm run bench\`), ${report.startedAt}: \`GET /tokens/:account\` (valid cached Copy.ai token),`,
+    `${s.connections} connections, ${s.rounds} rounds of ${s.durationSec} s (medians), ${s.storedConnections.toLocaleString('en-US')} stored connections,`,
+    `${s.hotAccounts.toLocaleString('en-US')} accounts read; ${machine.nproc} cores (${machine.cpu}), Node ${machine.node}.`,
+    '',
+    '| | raw `node:http` | broker | target | |',
+    '| --- | ---: | ---: | --- | --- |',
+    `| requests/s | ${m.raw.reqPerSec.toLocaleString('en-US')} | ${m.broker.reqPerSec.toLocaleString('en-US')} | | |`,
+    `| broker / raw | | **${m.ratio.toFixed(3)}** | ≥ ${TARGET_RATIO} | ${ok(report.verdict.ratio)} |`,
+    `| p50 latency | ${m.raw.p50Ms} ms | ${m.broker.p50Ms} ms | | |`,
+    `| p99 latency | ${m.raw.p99Ms} ms | **${m.broker.p99Ms} ms** | ≤ ${TARGET_P99_MS} ms | ${ok(report.verdict.p99)} |`,
+    `| errors + non-2xx | ${report.failures.raw} | ${report.failures.broker} | 0 | ${ok(report.verdict.noFailures)} |`,
+    `| broker RSS after ${mem.sampleAccounts.toLocaleString('en-US')} accounts read | | ${mb(mem.afterSampleMb)} | ${
+      s.storedConnections >= 100_000 ? `< ${TARGET_RSS_MB} MB (100k stored)` : ''
+    } | ${ok(report.verdict.memory)} |`,
+    `| broker RSS after the run (peak) | | ${mb(mem.afterRunMb)} (${mb(mem.peakMb)}) | | |`,
+    '',
+    '| round | raw req/s | broker req/s | ratio | broker p50 | broker p99 | CPU (cores): broker / load generator / PostgreSQL / other |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...report.rounds.map(
+      (r, i) =>
+        `| ${i + 1} | ${r.raw.reqPerSec.toLocaleString('en-US')} | ${r.broker.reqPerSec.toLocaleString('en-US')} | ${r.ratio.toFixed(3)} | ${r.broker.latencyMs.p50} ms | ${
+          r.broker.latencyMs.p99
+        } ms | ${r.broker.cpu.server ?? 'n/a'} / ${r.broker.cpu.loadGenerator} / ${r.broker.cpu.database ?? 'n/a'} / ${r.broker.cpu.other ?? 'n/a'} |`,
+    ),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export function writeReport(report: TokenReadReport, resultsDir: string, readmePath: string): { json: string; markdown: string; readme: boolean } {
+  mkdirSync(resultsDir, { recursive: true });
+  const json = join(resultsDir, `token-read-${report.startedAt.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  const table = markdownTable(report);
+  const markdown = join(resultsDir, 'latest.md');
+  writeFileSync(markdown, `# Token read benchmark: latest run\n\n${table}\nFull record: \`${json.slice(json.lastIndexOf('bench/'))}\`\n`);
+  return { json, markdown, readme: replaceReadmeBlock(readmePath, table) };
+}
+
+const START = '<!-- bench:token-read:start -->';
+const END = '<!-- bench:token-read:end -->';
+
+/** Replaces what sits between the README markers; leaves the file alone when they are absent. */
+export function replaceReadmeBlock(readmePath: string, table: string): boolean {
+  if (!existsSync(readmePath)) return false;
+  const text = readFileSync(readmePath, 'utf8');
+  const start = text.indexOf(START);
+  const end = text.indexOf(END, start + START.length);
+  if (start === -1 || end === -1) return false;
+  writeFileSync(readmePath, `${text.slice(0, start + START.length)}\n${table}${text.slice(end)}`);
+  return true;
+}

@@ -1,0 +1,181 @@
+/**
+ * `npm run bench`: the token read benchmark behind the DESIGN target "GET /tokens/:account for a
+ * valid cached token: throughput ≥ 45 % of a raw node:http server answering the same JSON,
+ * measured in the same run on the same machine; p99 ≤ 10 ms at 32 connections", plus the
+ * memory target (< 200 MB RSS with 100,000 stored connections: BENCH_CONNECTIONS=100000).
+ *
+ * The broker (compiled dist/, as `npm start` runs it, NODE_ENV=production) and the raw baseline
+ * each run in a child process; this process seeds the database and generates the load.
+ * Everything it starts is stopped and every temp dir removed, on failure and Ctrl-C too.
+ * Settings: BENCH_* environment variables, see bench/README.md.
+ */
+import 'reflect-metadata';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BenchEnvironment,
+  buildBroker,
+  openEnvironment,
+  readAll,
+  ROOT,
+  RunningServer,
+  seed,
+  shuffled,
+  sliceAccounts,
+  startBroker,
+  startRawServer,
+  verifyReads,
+} from './lib/bench-environment';
+import { memoryOf, round } from './lib/child-process';
+import { Cleanup } from './lib/cleanup';
+import { LoadResult, runLoad } from './lib/load';
+import { machineInfo, markdownTable, summarise, TARGET_P99_MS, TARGET_RATIO, TARGET_RSS_MB, TokenReadReport, writeReport } from './lib/report';
+import { SeededConnection } from './lib/seed-connections';
+import { readSettings, Settings } from './lib/settings';
+
+type Step = (message: string) => void;
+
+async function main(): Promise<void> {
+  const settings = readSettings(process.env);
+  const cleanup = new Cleanup();
+  cleanup.onSignals();
+  const startedAt = new Date();
+  const step: Step = (message) => console.log(`[${((Date.now() - startedAt.getTime()) / 1000).toFixed(1).padStart(5)}s] ${message}`);
+  try {
+    const report = await benchmark(settings, cleanup, startedAt, step);
+    const written = writeReport(report, settings.resultsDir, settings.writeReadme ? join(ROOT, 'README.md') : '');
+    console.log(`\n${markdownTable(report)}`);
+    console.log(`results: ${written.json}\n         ${written.markdown}${written.readme ? '\n         README.md (bench block updated)' : ''}`);
+    const missed = Object.entries(report.verdict).filter(([, pass]) => pass === false);
+    if (missed.length > 0) console.log(`targets missed: ${missed.map(([name]) => name).join(', ')}`);
+    if (!report.verdict.noFailures) process.exitCode = 1;
+  } finally {
+    step('cleaning up');
+    await cleanup.runAll();
+  }
+}
+
+async function benchmark(settings: Settings, cleanup: Cleanup, startedAt: Date, step: Step): Promise<TokenReadReport> {
+  let buildSec: number | undefined;
+  if (settings.build) {
+    step('building the broker (npm run build)');
+    const t = Date.now();
+    buildBroker();
+    buildSec = (Date.now() - t) / 1000;
+  }
+
+  step(settings.databaseUrl ? 'creating a database on BENCH_DATABASE_URL' : 'starting embedded PostgreSQL in a temp dir');
+  const env = await openEnvironment(cleanup, settings.databaseUrl);
+
+  step(`starting the broker and storing ${settings.storedConnections.toLocaleString('en-US')} connections (${settings.seedMode})`);
+  const t0 = Date.now();
+  const { server: broker, ready } = await startBroker(cleanup, env, { name: 'broker', dist: settings.brokerDist, nodeFlags: settings.brokerNodeFlags });
+  let seedSec = 0;
+  let readySec = 0;
+  const [seeded] = await Promise.all([
+    seed(env, settings.storedConnections, settings.seedMode).then((rows) => {
+      seedSec = (Date.now() - t0) / 1000;
+      return rows;
+    }),
+    ready.then(() => {
+      readySec = (Date.now() - t0) / 1000;
+    }),
+  ]);
+  step(`broker ready after ${readySec.toFixed(1)}s; connections stored after ${seedSec.toFixed(1)}s`);
+
+  const template = await verifyReads(broker.target, seeded);
+  const afterBootMb = memoryOf(broker.child.pid)?.rssMb;
+  const raw = await startRawServer(cleanup, env, template, seeded[0].account);
+
+  step(`reading ${settings.sampleAccounts.toLocaleString('en-US')} different accounts once`);
+  await readAll(broker.target, shuffled(seeded).slice(0, settings.sampleAccounts), settings.connections);
+  const afterSampleMb = memoryOf(broker.child.pid)?.rssMb;
+  // The hot set is read once more so every measured read is a cache hit.
+  const hot = shuffled(seeded).slice(0, settings.hotAccounts);
+  await readAll(broker.target, hot, settings.connections);
+  if (settings.hold) await holdForProfiling(cleanup, env, broker, raw, hot);
+
+  const slices = sliceAccounts(hot, settings.connections);
+  const load = (server: RunningServer, durationSec: number): Promise<LoadResult> =>
+    runLoad(server.target, { connections: settings.connections, durationSec, accountSlices: slices, serverPid: server.child.pid, databasePid: env.database.pid() });
+  if (settings.warmupSec > 0) {
+    step(`warming up (${settings.warmupSec}s each)`);
+    await load(raw, settings.warmupSec);
+    await load(broker, settings.warmupSec);
+  }
+  const rounds: TokenReadReport['rounds'] = [];
+  for (let i = 1; i <= settings.rounds; i++) {
+    const rawResult = await load(raw, settings.durationSec);
+    step(`round ${i}: raw    ${rawResult.reqPerSec} req/s, p50 ${rawResult.latencyMs.p50} ms, p99 ${rawResult.latencyMs.p99} ms`);
+    const brokerResult = await load(broker, settings.durationSec);
+    const ratio = round(brokerResult.reqPerSec / rawResult.reqPerSec, 3);
+    step(`round ${i}: broker ${brokerResult.reqPerSec} req/s, p50 ${brokerResult.latencyMs.p50} ms, p99 ${brokerResult.latencyMs.p99} ms (ratio ${ratio})`);
+    rounds.push({ raw: rawResult, broker: brokerResult, ratio });
+  }
+  const afterRun = memoryOf(broker.child.pid);
+
+  const summary = summarise(rounds);
+  return {
+    benchmark: 'token-read',
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: machineInfo(),
+    settings: {
+      storedConnections: settings.storedConnections,
+      hotAccounts: hot.length,
+      connections: settings.connections,
+      durationSec: settings.durationSec,
+      warmupSec: settings.warmupSec,
+      rounds: settings.rounds,
+      seedMode: settings.seedMode,
+      database: env.database.kind,
+      broker: [...settings.brokerNodeFlags, settings.brokerDist.slice(ROOT.length + 1) || settings.brokerDist].join(' '),
+      responseBytes: Buffer.byteLength(template),
+    },
+    timingsSec: { build: buildSec, seed: round(seedSec, 1), brokerReady: round(readySec, 1), total: round((Date.now() - startedAt.getTime()) / 1000, 1) },
+    rounds,
+    ...summary,
+    brokerMemory: { afterBootMb, afterSampleMb, sampleAccounts: settings.sampleAccounts, afterRunMb: afterRun?.rssMb, peakMb: afterRun?.peakRssMb },
+    verdict: {
+      ratio: summary.median.ratio >= TARGET_RATIO,
+      p99: summary.median.broker.p99Ms <= TARGET_P99_MS,
+      noFailures: summary.failures.raw === 0 && summary.failures.broker === 0,
+      memory: settings.storedConnections >= 100_000 && afterSampleMb !== undefined ? afterSampleMb < TARGET_RSS_MB : undefined,
+    },
+  };
+}
+
+/** BENCH_HOLD=1: leave both servers up for perf/strace/autocannon by hand; details go to a 0600 file. */
+async function holdForProfiling(cleanup: Cleanup, env: BenchEnvironment, broker: RunningServer, raw: RunningServer, hot: SeededConnection[]): Promise<never> {
+  const file = join(ROOT, '.data', 'bench-hold.env');
+  writeFileSync(
+    file,
+    [
+      `BROKER_URL=${broker.target.url}`,
+      `BROKER_PID=${broker.child.pid}`,
+      `RAW_URL=${raw.target.url}`,
+      `RAW_PID=${raw.child.pid}`,
+      `AUTH='${env.headers.authorization}'`,
+      `ACCOUNTS='${hot
+        .slice(0, 1_000)
+        .map((c) => c.account)
+        .join(' ')}'`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  cleanup.add(`remove ${file}`, () => rmSync(file, { force: true }));
+  console.log(`holding: broker ${broker.target.url} (pid ${broker.child.pid}), raw ${raw.target.url} (pid ${raw.child.pid}); details in ${file}. Ctrl-C to stop.`);
+  return new Promise<never>(() => undefined);
+}
+
+if (require.main === module) {
+  main().then(
+    // Keep-alive sockets of the load generator would otherwise hold the process open for seconds.
+    () => process.exit(),
+    (error: unknown) => {
+      console.error(`bench failed: ${(error as Error).stack ?? String(error)}`);
+      process.exit(1);
+    },
+  );
+}

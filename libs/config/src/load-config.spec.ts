@@ -1,0 +1,294 @@
+/**
+ * What an operator sees when starting the broker: working defaults on a laptop, one message
+ * listing every problem otherwise, nothing secret generated in production, and no secret in
+ * any message.
+ */
+import { providerDefinition } from '@app/providers';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig } from './load-config';
+
+const key = (): string => randomBytes(32).toString('base64');
+const apiSecret = (): string => randomBytes(24).toString('base64url');
+
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('expected loadConfig to refuse this environment');
+}
+
+function readEnvFile(path: string): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const match = /^([A-Z_]+)=(.*)$/.exec(line);
+    if (match) values[match[1]] = match[2];
+  }
+  return values;
+}
+
+/** The secret halves of a `name:secret,...` or `kid:key,...` spec. */
+function secretParts(spec: string): string[] {
+  return spec.split(',').map((entry) => entry.slice(entry.indexOf(':') + 1));
+}
+
+describe('loadConfig', () => {
+  let dataDir: string;
+  let explicitSecrets: NodeJS.ProcessEnv;
+
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'tb-config-'));
+    explicitSecrets = {
+      TOKEN_ENCRYPTION_KEYS: `k1:${key()}`,
+      SERVICE_API_KEYS: `billing:${apiSecret()}`,
+      ADMIN_API_KEYS: `ops:${apiSecret()}`,
+    };
+  });
+
+  afterEach(() => {
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  describe('outside production', () => {
+    it('starts with the documented defaults and nothing but a DATA_DIR', () => {
+      const { config } = loadConfig({ DATA_DIR: dataDir });
+
+      expect(config.nodeEnv).toBe('development');
+      expect(config.isProduction).toBe(false);
+      expect(config.port).toBe(3000);
+      expect(config.host).toBe('0.0.0.0');
+      expect(config.databaseUrl).toBeUndefined();
+      expect(config.dataDir).toBe(dataDir);
+      expect(config.publicUrl).toBe('http://localhost:3000');
+      expect(config.connectReturnOrigins).toEqual(['http://localhost:*']);
+      expect(config.providers).toEqual({});
+      expect(config.serviceApiKeys).toHaveLength(1);
+      expect(config.adminApiKeys).toHaveLength(1);
+      expect(config.tokenEncryptionKeys).toMatch(/^[A-Za-z0-9_-]+:[A-Za-z0-9+/=_-]+$/);
+    });
+
+    it('derives PUBLIC_URL from PORT and trims a trailing slash from an explicit one', () => {
+      expect(loadConfig({ DATA_DIR: dataDir, PORT: '8080' }).config.publicUrl).toBe('http://localhost:8080');
+      expect(loadConfig({ DATA_DIR: dataDir, PUBLIC_URL: 'https://broker.example.com/' }).config.publicUrl).toBe(
+        'https://broker.example.com',
+      );
+    });
+
+    it('treats an empty variable as unset', () => {
+      const { config } = loadConfig({ DATA_DIR: dataDir, PORT: '', DATABASE_URL: '  ', COPPER_CLIENT_ID: '' });
+      expect(config.port).toBe(3000);
+      expect(config.databaseUrl).toBeUndefined();
+      expect(config.providers).toEqual({});
+    });
+  });
+
+  describe('a bad environment', () => {
+    it('reports every problem in one ConfigError that names each variable and quotes no secret', () => {
+      const shortServiceSecret = `tooShort${randomBytes(4).toString('hex')}`;
+      const wrongLengthKey = randomBytes(16).toString('base64');
+      const bareKey = key();
+      const copyAiSecret = apiSecret();
+
+      const error = configError({
+        DATA_DIR: dataDir,
+        PORT: 'abc',
+        TOKEN_ENCRYPTION_KEYS: `k1:${wrongLengthKey},${bareKey}`,
+        SERVICE_API_KEYS: `billing:${shortServiceSecret}`,
+        ADMIN_API_KEYS: explicitSecrets.ADMIN_API_KEYS,
+        CONNECT_RETURN_ORIGINS: 'https://app.example.com/after-connect',
+        COPYAI_CLIENT_ID: 'copyai-client',
+        COPYAI_CLIENT_SECRET: copyAiSecret,
+      });
+
+      for (const variable of ['PORT', 'TOKEN_ENCRYPTION_KEYS', 'SERVICE_API_KEYS', 'CONNECT_RETURN_ORIGINS', 'COPYAI_AUTHORIZE_URL', 'COPYAI_TOKEN_URL']) {
+        expect(error.message).toContain(variable);
+      }
+      expect(error.message).toMatch(/PORT: .*whole number/);
+      // Two key-ring entries, both wrong: both reported.
+      expect(error.problems.filter((p) => p.startsWith('TOKEN_ENCRYPTION_KEYS'))).toHaveLength(2);
+      expect(error.problems.length).toBeGreaterThanOrEqual(6);
+      expect(error.message.split('\n').length).toBe(error.problems.length + 1);
+
+      for (const secret of [shortServiceSecret, wrongLengthKey, bareKey, copyAiSecret, ...secretParts(explicitSecrets.ADMIN_API_KEYS as string)]) {
+        expect(error.message).not.toContain(secret);
+      }
+    });
+
+    it('does not echo a malformed DATABASE_URL, which carries a password', () => {
+      const password = `pw-${randomBytes(8).toString('hex')}`;
+      const error = configError({ DATA_DIR: dataDir, ...explicitSecrets, DATABASE_URL: `mysql://broker:${password}@db.internal/broker` });
+      expect(error.message).toContain('DATABASE_URL');
+      expect(error.message).not.toContain(password);
+    });
+
+    it('refuses a secret used both as a service and as an admin key, without quoting it', () => {
+      const shared = apiSecret();
+      const error = configError({ DATA_DIR: dataDir, SERVICE_API_KEYS: `svc:${shared}`, ADMIN_API_KEYS: `ops:${shared}` });
+      expect(error.message).toMatch(/SERVICE_API_KEYS and ADMIN_API_KEYS/);
+      expect(error.message).not.toContain(shared);
+    });
+
+    it('reports a port out of range and an unknown NODE_ENV', () => {
+      const error = configError({ DATA_DIR: dataDir, ...explicitSecrets, PORT: '70000', NODE_ENV: 'staging' });
+      expect(error.problems).toEqual(expect.arrayContaining([expect.stringMatching(/^PORT: .*65535/), expect.stringMatching(/^NODE_ENV: /)]));
+    });
+  });
+
+  describe('in production', () => {
+    it('refuses to start without DATABASE_URL and secrets, and generates nothing', () => {
+      const productionDataDir = join(dataDir, 'never-created');
+      const error = configError({ NODE_ENV: 'production', DATA_DIR: productionDataDir });
+
+      for (const variable of ['DATABASE_URL', 'PUBLIC_URL', 'TOKEN_ENCRYPTION_KEYS', 'SERVICE_API_KEYS', 'ADMIN_API_KEYS']) {
+        expect(error.problems.some((p) => p.startsWith(`${variable}:`))).toBe(true);
+      }
+      expect(existsSync(productionDataDir)).toBe(false);
+      expect(readdirSync(dataDir)).toEqual([]);
+    });
+
+    it('refuses when only some secrets are given, still generating none', () => {
+      const error = configError({
+        NODE_ENV: 'production',
+        DATA_DIR: dataDir,
+        DATABASE_URL: 'postgres://broker@db.internal/broker',
+        PUBLIC_URL: 'https://broker.example.com',
+        TOKEN_ENCRYPTION_KEYS: explicitSecrets.TOKEN_ENCRYPTION_KEYS,
+      });
+      expect(error.problems).toEqual([expect.stringMatching(/^SERVICE_API_KEYS: required/), expect.stringMatching(/^ADMIN_API_KEYS: required/)]);
+      expect(readdirSync(dataDir)).toEqual([]);
+    });
+
+    it('starts when everything is given, with no notices and no files', () => {
+      const { config, notices } = loadConfig({
+        NODE_ENV: 'production',
+        DATA_DIR: dataDir,
+        DATABASE_URL: 'postgres://broker@db.internal/broker',
+        PUBLIC_URL: 'https://broker.example.com',
+        ...explicitSecrets,
+      });
+      expect(config.isProduction).toBe(true);
+      expect(config.databaseUrl).toBe('postgres://broker@db.internal/broker');
+      expect(config.tokenEncryptionKeys).toBe(explicitSecrets.TOKEN_ENCRYPTION_KEYS);
+      expect(config.serviceApiKeys).toEqual([{ name: 'billing', secret: secretParts(explicitSecrets.SERVICE_API_KEYS as string)[0] }]);
+      expect(notices).toEqual([]);
+      expect(readdirSync(dataDir)).toEqual([]);
+    });
+  });
+
+  describe('development secrets', () => {
+    it('are generated once into DATA_DIR/dev-secrets.env (0600) and reused on the next start', () => {
+      const devSecrets = join(dataDir, 'dev-secrets.env');
+      const first = loadConfig({ DATA_DIR: dataDir });
+
+      expect(statSync(devSecrets).mode & 0o777).toBe(0o600);
+      const file = readEnvFile(devSecrets);
+      expect(first.config.tokenEncryptionKeys).toBe(file.TOKEN_ENCRYPTION_KEYS);
+      expect(first.config.serviceApiKeys.map((k) => `${k.name}:${k.secret}`).join(',')).toBe(file.SERVICE_API_KEYS);
+      expect(first.config.adminApiKeys.map((k) => `${k.name}:${k.secret}`).join(',')).toBe(file.ADMIN_API_KEYS);
+
+      const second = loadConfig({ DATA_DIR: dataDir });
+      expect(second.config.tokenEncryptionKeys).toBe(first.config.tokenEncryptionKeys);
+      expect(second.config.serviceApiKeys).toEqual(first.config.serviceApiKeys);
+      expect(second.config.adminApiKeys).toEqual(first.config.adminApiKeys);
+      expect(readEnvFile(devSecrets)).toEqual(file);
+      expect(second.notices.join('\n')).not.toMatch(/Generated/);
+
+      const secrets = [file.TOKEN_ENCRYPTION_KEYS, file.SERVICE_API_KEYS, file.ADMIN_API_KEYS].flatMap(secretParts);
+      for (const notices of [first.notices, second.notices]) {
+        expect(notices.join('\n')).toContain(devSecrets);
+        for (const secret of secrets) expect(notices.join('\n')).not.toContain(secret);
+      }
+      expect(first.notices.join('\n')).toMatch(/Generated .*TOKEN_ENCRYPTION_KEYS/);
+      for (const secret of secrets) expect(JSON.stringify(first.config)).not.toContain(secret);
+    });
+
+    it('generates only what is missing and never overrides an explicit value', () => {
+      const { config } = loadConfig({ DATA_DIR: dataDir, SERVICE_API_KEYS: explicitSecrets.SERVICE_API_KEYS });
+      const file = readEnvFile(join(dataDir, 'dev-secrets.env'));
+
+      expect(file.SERVICE_API_KEYS).toBeUndefined();
+      expect(Object.keys(file).sort()).toEqual(['ADMIN_API_KEYS', 'TOKEN_ENCRYPTION_KEYS']);
+      expect(config.serviceApiKeys.map((k) => k.name)).toEqual(['billing']);
+    });
+
+    it('generates nothing when every secret is given', () => {
+      const { notices } = loadConfig({ DATA_DIR: dataDir, ...explicitSecrets });
+      expect(notices).toEqual([]);
+      expect(existsSync(join(dataDir, 'dev-secrets.env'))).toBe(false);
+    });
+  });
+
+  describe('providers', () => {
+    const base = (): NodeJS.ProcessEnv => ({ DATA_DIR: dataDir, ...explicitSecrets });
+
+    it('are enabled only when their CLIENT_ID is set', () => {
+      const { config } = loadConfig({ ...base(), COPPER_SCOPE: 'ignored/without/client', COPYAI_API_URL: 'https://api.copy.example' });
+      expect(config.providers).toEqual({});
+      const copperOnly = loadConfig({ ...base(), COPPER_CLIENT_ID: 'copper-client', COPPER_CLIENT_SECRET: apiSecret() }).config;
+      expect(Object.keys(copperOnly.providers)).toEqual(['copper']);
+    });
+
+    it('take their endpoints and scope from the registry by default', () => {
+      const secret = apiSecret();
+      const { config } = loadConfig({ ...base(), COPPER_CLIENT_ID: 'copper-client', COPPER_CLIENT_SECRET: secret, COPERNICA_CLIENT_ID: 'cop-key', COPERNICA_CLIENT_SECRET: apiSecret() });
+      const copper = providerDefinition('copper');
+      expect(config.providers.copper).toEqual({
+        id: 'copper',
+        clientId: 'copper-client',
+        clientSecret: secret,
+        endpoints: copper.defaultEndpoints,
+        scope: copper.defaultScope,
+        usePkce: false,
+      });
+      expect(config.providers.copper?.scope).toBe('developer/v1/all');
+      expect(config.providers.copernica?.endpoints).toEqual(providerDefinition('copernica').defaultEndpoints);
+      expect(config.providers.copernica?.scope).toBeNull();
+      expect(JSON.stringify(config)).not.toContain(secret);
+    });
+
+    it('honour endpoint, scope and PKCE overrides', () => {
+      const { config } = loadConfig({
+        ...base(),
+        COPPER_CLIENT_ID: 'copper-client',
+        COPPER_CLIENT_SECRET: apiSecret(),
+        COPPER_TOKEN_URL: 'http://127.0.0.1:4010/copper/oauth/token/',
+        COPPER_USE_PKCE: 'true',
+        COPYAI_CLIENT_ID: 'copyai-client',
+        COPYAI_CLIENT_SECRET: apiSecret(),
+        COPYAI_AUTHORIZE_URL: 'https://auth.copy.example/authorize',
+        COPYAI_TOKEN_URL: 'https://auth.copy.example/token',
+        COPYAI_REVOKE_URL: 'https://auth.copy.example/revoke',
+        COPYAI_SCOPE: 'workflows:read',
+      });
+      expect(config.providers.copper?.endpoints).toEqual({ ...providerDefinition('copper').defaultEndpoints, tokenUrl: 'http://127.0.0.1:4010/copper/oauth/token' });
+      expect(config.providers.copper?.usePkce).toBe(true);
+      expect(config.providers.copyai).toMatchObject({
+        endpoints: {
+          authorizeUrl: 'https://auth.copy.example/authorize',
+          tokenUrl: 'https://auth.copy.example/token',
+          revokeUrl: 'https://auth.copy.example/revoke',
+          apiUrl: providerDefinition('copyai').defaultEndpoints.apiUrl,
+        },
+        scope: 'workflows:read',
+      });
+    });
+
+    it('refuse half a configuration, without quoting the client secret', () => {
+      const secret = apiSecret();
+      const error = configError({ ...base(), COPPER_CLIENT_SECRET: secret, COPERNICA_CLIENT_ID: 'cop-key', COPPER_USE_PKCE: 'yes', COPERNICA_TOKEN_URL: 'ftp://x' });
+      expect(error.problems).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/^COPPER_CLIENT_SECRET: set without COPPER_CLIENT_ID/),
+          expect.stringMatching(/^COPERNICA_CLIENT_SECRET: required/),
+          expect.stringMatching(/^COPERNICA_TOKEN_URL: must be an http\(s\) URL/),
+        ]),
+      );
+      expect(error.message).not.toContain(secret);
+    });
+  });
+});

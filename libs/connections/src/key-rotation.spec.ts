@@ -1,0 +1,279 @@
+import { Clock } from '@app/common';
+import { KeyRing, sealedKeyId, TokenCipher } from '@app/crypto';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DataSource } from 'typeorm';
+import { openTestDataSource, truncateAll } from '../../../test/support/test-database';
+import { ConnectionUnreadableError } from './connection.errors';
+import { ConnectionRepository, ResealProgress } from './connection.repository';
+import { KeyRotationIncompleteError, KeyRotationProgress, rotateKeys } from './key-rotation';
+import { TypeormConnectionRepository } from './typeorm-connection.repository';
+
+const keyOld = `old:${randomBytes(32).toString('base64')}`;
+const keyNew = `new:${randomBytes(32).toString('base64')}`;
+const keyGone = `gone:${randomBytes(32).toString('base64')}`;
+
+interface Tokens {
+  access: string;
+  refresh: string;
+}
+
+interface StoredRow {
+  id: string;
+  key_id: string;
+  access_token_sealed: string;
+  refresh_token_sealed: string;
+}
+
+/**
+ * Inserts active connections sealed under `ring`, in one statement. Mirrors what
+ * saveConnected stores (values bound to the row id and column, key_id from the sealed value,
+ * version 2 after its insert-then-update), only without 10,000 round trips.
+ */
+async function seedConnections(dataSource: DataSource, ring: string, count: number, prefix = 'acct'): Promise<Map<string, Tokens>> {
+  const cipher = new TokenCipher(KeyRing.parse(ring));
+  const ids: string[] = [];
+  const accounts: string[] = [];
+  const accessSealed: string[] = [];
+  const refreshSealed: string[] = [];
+  const keyIds: string[] = [];
+  const tokens = new Map<string, Tokens>();
+  for (let i = 0; i < count; i++) {
+    const id = randomUUID();
+    const plain = { access: `at-seed-${i}-${randomBytes(8).toString('hex')}`, refresh: `rt-seed-${i}-${randomBytes(8).toString('hex')}` };
+    const access = cipher.seal(plain.access, { connectionId: id, field: 'access_token' });
+    ids.push(id);
+    accounts.push(`${prefix}-${i}`);
+    accessSealed.push(access);
+    refreshSealed.push(cipher.seal(plain.refresh, { connectionId: id, field: 'refresh_token' }));
+    keyIds.push(sealedKeyId(access));
+    tokens.set(id, plain);
+  }
+  await dataSource.query(
+    `INSERT INTO connections (id, account, provider, status, access_token_sealed, refresh_token_sealed, key_id,
+       token_type, scope, expires_at, updated_at, connected_at, version, next_refresh_at, refresh_failures)
+     SELECT u.id, u.account, 'copyai', 'active', u.access, u.refresh, u.kid, 'Bearer', 'read',
+       now() + interval '1 hour', now(), now(), 2, now() + interval '50 minutes', 0
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, account, access, refresh, kid)`,
+    [ids, accounts, accessSealed, refreshSealed, keyIds],
+  );
+  return tokens;
+}
+
+function repositoryFor(dataSource: DataSource, ring: string): TypeormConnectionRepository {
+  return new TypeormConnectionRepository(dataSource, new TokenCipher(KeyRing.parse(ring)), new Clock());
+}
+
+/** Counts resealBatch calls, to show that retries pause instead of spinning. */
+class CountingRepository extends TypeormConnectionRepository {
+  calls = 0;
+
+  override async resealBatch(limit: number): Promise<ResealProgress> {
+    this.calls++;
+    return super.resealBatch(limit);
+  }
+}
+
+describe('rotateKeys (real Postgres)', () => {
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    dataSource = await openTestDataSource();
+  });
+
+  afterAll(async () => {
+    await dataSource.destroy();
+  });
+
+  beforeEach(async () => {
+    await truncateAll(dataSource);
+  });
+
+  it('re-seals 10,000 rows under the new key while fenced refreshes keep landing, losing none', async () => {
+    const seeded = await seedConnections(dataSource, keyOld, 10_000);
+    const rotated = repositoryFor(dataSource, `${keyNew},${keyOld}`);
+    expect(await rotated.countByKeyId()).toEqual({ old: 10_000 });
+
+    // Writers: three replicas already on the new ring, and one not restarted yet (ring `old`
+    // only) that keeps sealing under the old key until a third of the way through.
+    const stragglerRepo = repositoryFor(dataSource, keyOld);
+    const pool = [...seeded.keys()].sort(() => Math.random() - 0.5).slice(0, 300);
+    const lastWrite = new Map<string, Tokens & { version: number }>();
+    let rotating = true;
+    let stopStraggler = false;
+    let writesDuringRotation = 0;
+    let fencedOut = 0;
+    const writer = async (repository: ConnectionRepository, label: string, stop: () => boolean): Promise<number> => {
+      let n = 0;
+      while (!stop()) {
+        const id = pool[randomInt(pool.length)];
+        const current = await repository.findById(id);
+        if (!current) throw new Error(`seeded row ${id} vanished`);
+        const tokens = { access: `at-${label}-${n}-${id}`, refresh: `rt-${label}-${n}-${id}` };
+        n++;
+        const saved = await repository.saveRefreshed({
+          id,
+          expectedVersion: current.version,
+          tokens: { accessToken: tokens.access, refreshToken: tokens.refresh, expiresAt: new Date(Date.now() + 3_600_000) },
+          nextRefreshAt: null,
+        });
+        if (!saved) {
+          fencedOut++; // another writer moved the version on first; this write must leave no trace
+          continue;
+        }
+        if (rotating) writesDuringRotation++;
+        const previous = lastWrite.get(id);
+        const version = saved.record.version;
+        if (!previous || version > previous.version) lastWrite.set(id, { ...tokens, version });
+        await sleep(5); // a busy refresher, not a CPU hog competing with the rotation for this machine's 2 cores
+      }
+      return n;
+    };
+    const writers = [
+      writer(rotated, 'w1', () => !rotating),
+      writer(rotated, 'w2', () => !rotating),
+      writer(rotated, 'w3', () => !rotating),
+      writer(stragglerRepo, 'old', () => stopStraggler || !rotating),
+    ];
+
+    const progress: KeyRotationProgress[] = [];
+    const result = await rotateKeys(rotated, {
+      batchSize: 500,
+      pauseMs: 20,
+      activeKeyId: 'new',
+      onProgress: (p) => {
+        progress.push(p);
+        if (p.resealed >= 3_000) stopStraggler = true;
+      },
+    }).finally(async () => {
+      rotating = false;
+      await Promise.all(writers);
+    });
+    console.log(
+      `rotateKeys: ${result.resealed} rows re-sealed in ${result.elapsedMs} ms = ${result.rowsPerSecond} rows/s, ` +
+        `with ${writesDuringRotation} concurrent refresh writes landing (${fencedOut} fenced out) on ${lastWrite.size} rows`,
+    );
+
+    expect(writesDuringRotation).toBeGreaterThan(0);
+    expect(result.remainingByKey).toEqual({ new: 10_000 });
+    expect(await rotated.countByKeyId()).toEqual({ new: 10_000 });
+    // Rows the new-ring writers reached first needed no re-seal; straggler writes needed another.
+    expect(result.resealed).toBeGreaterThanOrEqual(10_000 - lastWrite.size);
+    expect(result.resealed).toBeLessThanOrEqual(10_000 + writesDuringRotation);
+    expect(result.rowsPerSecond).toBeGreaterThan(0);
+    expect(progress[progress.length - 1]).toMatchObject({ resealed: result.resealed, remaining: 0 });
+    expect(progress.map((p) => p.resealed)).toEqual([...progress.map((p) => p.resealed)].sort((a, b) => a - b));
+
+    // Every row opens with a ring holding only the new key, and holds what its last successful
+    // writer wrote (no lost update), or else exactly what it was seeded with.
+    const onlyNew = new TokenCipher(KeyRing.parse(keyNew));
+    const rows: StoredRow[] = await dataSource.query(
+      `SELECT id, key_id, access_token_sealed, refresh_token_sealed FROM connections`,
+    );
+    expect(rows).toHaveLength(10_000);
+    let checked = 0;
+    for (const row of rows) {
+      const expected = lastWrite.get(row.id) ?? seeded.get(row.id);
+      expect(row.key_id).toBe('new');
+      expect(sealedKeyId(row.access_token_sealed)).toBe('new');
+      expect(sealedKeyId(row.refresh_token_sealed)).toBe('new');
+      const access = onlyNew.open(row.access_token_sealed, { connectionId: row.id, field: 'access_token' });
+      const refresh = onlyNew.open(row.refresh_token_sealed, { connectionId: row.id, field: 'refresh_token' });
+      if (access !== expected?.access || refresh !== expected.refresh) {
+        throw new Error(`row ${row.id} holds ${access}/${refresh}, expected ${expected?.access}/${expected?.refresh}`);
+      }
+      checked++;
+    }
+    expect(checked).toBe(10_000);
+    for (const [id, written] of lastWrite) {
+      const record = await rotated.findById(id);
+      expect(record?.version).toBe(written.version); // re-sealing never bumped a version
+    }
+
+    // Idempotent: nothing is left to do.
+    const again = await rotateKeys(rotated, { batchSize: 500 });
+    expect(again.resealed).toBe(0);
+    expect(again.remainingByKey).toEqual({ new: 10_000 });
+  });
+
+  it('stops on a row sealed under a key the ring lacks, naming the connection and key id but no token', async () => {
+    await seedConnections(dataSource, keyOld, 20, 'fine');
+    const lost = await seedConnections(dataSource, keyGone, 1, 'lost');
+    const [[lostId, lostTokens]] = [...lost];
+    const repository = repositoryFor(dataSource, `${keyNew},${keyOld}`);
+
+    const failure = await rotateKeys(repository, { batchSize: 500, pauseMs: 0 }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+
+    expect(failure).toBeInstanceOf(ConnectionUnreadableError);
+    const error = failure as ConnectionUnreadableError;
+    expect(error.connectionId).toBe(lostId);
+    expect(error.keyId).toBe('gone');
+    expect(error.message).toContain(lostId);
+    expect(error.message).toContain('"gone"');
+    for (const secret of [lostTokens.access, lostTokens.refresh, keyGone.slice(5), keyNew.slice(4), keyOld.slice(4)]) {
+      expect(error.message).not.toContain(secret);
+      expect(JSON.stringify(error)).not.toContain(secret);
+    }
+    // The batch holding the bad row rolled back as a whole; nothing was half-written.
+    expect(await repository.countByKeyId()).toEqual({ gone: 1, old: 20 });
+  });
+
+  it('waits for a row a writer holds, and gives up after maxPasses without spinning', async () => {
+    const seeded = await seedConnections(dataSource, keyOld, 30);
+    const held = [...seeded.keys()][0];
+    const repository = new CountingRepository(dataSource, new TokenCipher(KeyRing.parse(`${keyNew},${keyOld}`)), new Clock());
+
+    const runner = dataSource.createQueryRunner();
+    await runner.connect();
+    await runner.startTransaction();
+    try {
+      await runner.query(`SELECT id FROM connections WHERE id = $1 FOR UPDATE`, [held]);
+      const started = Date.now();
+      const failure = await rotateKeys(repository, { batchSize: 10, pauseMs: 50, maxPasses: 4 }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(failure).toBeInstanceOf(KeyRotationIncompleteError);
+      expect((failure as KeyRotationIncompleteError).resealed).toBe(29);
+      expect((failure as KeyRotationIncompleteError).remainingByKey).toEqual({ new: 29, old: 1 });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(3 * 50);
+      // 3 full batches + 1 short one in the first pass, then one call per retry pass.
+      expect(repository.calls).toBeLessThanOrEqual(4 + 3 + 1);
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
+
+    // Once the writer lets go, the row is taken on the next run.
+    const result = await rotateKeys(repository, { batchSize: 10 });
+    expect(result.resealed).toBe(1);
+    expect(result.remainingByKey).toEqual({ new: 30 });
+  });
+
+  it('picks up a row the moment its lock is released mid-run', async () => {
+    const seeded = await seedConnections(dataSource, keyOld, 5);
+    const held = [...seeded.keys()][2];
+    const repository = repositoryFor(dataSource, `${keyNew},${keyOld}`);
+    const runner = dataSource.createQueryRunner();
+    await runner.connect();
+    await runner.startTransaction();
+    await runner.query(`SELECT id FROM connections WHERE id = $1 FOR UPDATE`, [held]);
+    const released = sleep(150).then(async () => {
+      await runner.rollbackTransaction();
+      await runner.release();
+    });
+    const [result] = await Promise.all([rotateKeys(repository, { batchSize: 500, pauseMs: 25 }), released]);
+    expect(result.resealed).toBe(5);
+    expect(result.remainingByKey).toEqual({ new: 5 });
+  });
+
+  it('rejects nonsensical options before touching the database', async () => {
+    const repository = repositoryFor(dataSource, keyNew);
+    await expect(rotateKeys(repository, { batchSize: 0 })).rejects.toThrow(RangeError);
+    await expect(rotateKeys(repository, { pauseMs: -1 })).rejects.toThrow(RangeError);
+    await expect(rotateKeys(repository, { maxPasses: 1.5 })).rejects.toThrow(RangeError);
+  });
+});

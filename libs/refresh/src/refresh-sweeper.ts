@@ -1,0 +1,127 @@
+import { Clock } from '@app/common';
+import { AppConfig } from '@app/config';
+import { ConnectionRecord, ConnectionRepository, SealedConnection } from '@app/connections';
+import { ProviderId } from '@app/providers';
+import { Injectable, Logger } from '@nestjs/common';
+import { RefreshEngine } from './refresh-engine';
+import { RefreshOutcome } from './refresh-outcome';
+import { TokenBucket } from './token-bucket';
+
+export interface SweepReport {
+  claimed: number;
+  outcomes: Partial<Record<RefreshOutcome['kind'], number>>;
+  elapsedMs: number;
+}
+
+const IDLE_WAIT_MS = 50;
+
+/**
+ * Proactive refresh (DESIGN guarantee 4): repeatedly claims connections whose planned refresh
+ * time has come (a lease in the row, so replicas share the work without overlap) and refreshes
+ * them through RefreshEngine, with at most `concurrency` calls in flight and `budget` calls a
+ * minute per provider. One sweep runs until nothing is due; claims are topped up as calls
+ * finish, so a backlog flows through without waiting for whole batches.
+ */
+@Injectable()
+export class RefreshSweeper {
+  private readonly logger = new Logger('RefreshSweep');
+  private readonly budgets = new Map<string, TokenBucket>();
+  private running?: Promise<SweepReport>;
+  private stopping = false;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly connections: ConnectionRepository,
+    private readonly engine: RefreshEngine,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Runs a sweep, or joins the one already running. */
+  sweep(): Promise<SweepReport> {
+    if (this.stopping) return Promise.resolve({ claimed: 0, outcomes: {}, elapsedMs: 0 });
+    this.running ??= this.run().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** Stops claiming, lets calls in flight finish, and gives back every lease still held. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.running?.catch(() => undefined);
+    const released = await this.connections.releaseLeasesOf(this.engine.owner).catch(() => 0);
+    if (released > 0) this.logger.log(`released ${released} refresh leases on shutdown`);
+  }
+
+  private async run(): Promise<SweepReport> {
+    const started = this.clock.nowMs();
+    const report: SweepReport = { claimed: 0, outcomes: {}, elapsedMs: 0 };
+    const providers = Object.keys(this.config.providers) as ProviderId[];
+    await Promise.all(providers.map((provider) => this.sweepProvider(provider, report)));
+    report.elapsedMs = this.clock.nowMs() - started;
+    if (report.claimed > 0) {
+      this.logger.log(`sweep refreshed ${report.outcomes.refreshed ?? 0} of ${report.claimed} due connections in ${report.elapsedMs} ms`);
+    }
+    return report;
+  }
+
+  private async sweepProvider(provider: ProviderId, report: SweepReport): Promise<void> {
+    const { concurrency, batchSize, leaseMs } = this.config.refresh;
+    const budget = this.budget(provider);
+    const inFlight = new Set<Promise<void>>();
+    const queue: SealedConnection[] = [];
+    let exhausted = false;
+
+    while (!this.stopping) {
+      // Top up the local queue when it runs low, within the provider's budget.
+      if (!exhausted && queue.length < concurrency) {
+        const want = Math.min(batchSize, concurrency * 2 - queue.length);
+        const allowed = budget.take(want);
+        if (allowed > 0) {
+          const claimed = await this.connections.claimDueForRefresh(provider, this.engine.owner, this.clock.now(), leaseMs, allowed);
+          budget.giveBack(allowed - claimed.length);
+          report.claimed += claimed.length;
+          queue.push(...claimed);
+          if (claimed.length < allowed) exhausted = true;
+        }
+      }
+      while (queue.length > 0 && inFlight.size < concurrency) {
+        const task = this.refreshOne(queue.shift()!, report).finally(() => inFlight.delete(task));
+        inFlight.add(task);
+      }
+      if (inFlight.size === 0) {
+        if (exhausted || queue.length === 0) {
+          if (exhausted) break;
+          // Budget spent: wait for it to refill rather than spin.
+          await sleep(Math.max(IDLE_WAIT_MS, budget.msUntilNext()));
+        }
+        continue;
+      }
+      await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    // Rows claimed but never started (stopping): hand them back at once.
+    for (const left of queue) await this.connections.releaseRefreshLease(left.record.id, this.engine.owner);
+  }
+
+  private async refreshOne(claimed: SealedConnection, report: SweepReport): Promise<void> {
+    const due = (record: ConnectionRecord): boolean => record.nextRefreshAt !== null && record.nextRefreshAt.getTime() <= this.clock.nowMs();
+    try {
+      const outcome = await this.engine.refreshLeased(claimed, 'sweep', due);
+      report.outcomes[outcome.kind] = (report.outcomes[outcome.kind] ?? 0) + 1;
+    } catch (error) {
+      this.logger.error({ err: error }, `refresh of connection ${claimed.record.id} failed unexpectedly`);
+    }
+  }
+
+  private budget(provider: string): TokenBucket {
+    let bucket = this.budgets.get(provider);
+    if (!bucket) {
+      bucket = new TokenBucket(this.config.refresh.providerBudgetPerMinute, this.clock);
+      this.budgets.set(provider, bucket);
+    }
+    return bucket;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
