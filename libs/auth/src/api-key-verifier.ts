@@ -1,6 +1,6 @@
 import { AppConfig, NamedSecret } from '@app/config';
 import { Injectable } from '@nestjs/common';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import { Caller, CallerRole } from './caller';
 
 interface StoredKey {
@@ -34,5 +34,5 @@ export class ApiKeyVerifier {
 }
 
 function digest(secret: string): Buffer {
-  return createHash('sha256').update(secret, 'utf8').digest();
+  return hash('sha256', secret, 'buffer');
 }

@@ -1,9 +1,9 @@
 import { ServiceAccess } from '@app/auth';
 import { assertAccountId } from '@app/common';
-import { DEFAULT_MIN_VALIDITY_SEC, TokenService } from '@app/tokens';
+import { MAX_MIN_VALIDITY_SEC, TokenService } from '@app/tokens';
 import { Controller, Get, Header, Param, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
-import { TokenQueryDto, TokenResponseDto } from './token-query.dto';
+import { ApiBearerAuth, ApiOkResponse, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { parseTokenQuery, TokenResponseDto } from './token-query.dto';
 
 @ApiTags('tokens')
 @ApiBearerAuth()
@@ -16,8 +16,11 @@ export class TokensController {
   @ServiceAccess()
   @Header('cache-control', 'no-store')
   @ApiOkResponse({ type: TokenResponseDto })
-  async get(@Param('account') account: string, @Query() query: TokenQueryDto): Promise<TokenResponseDto> {
+  @ApiQuery({ name: 'provider', required: false, enum: ['copper', 'copernica', 'copyai'], description: 'required when the account has several connections' })
+  @ApiQuery({ name: 'minValidity', required: false, type: Number, description: `seconds the token must stay valid, 0-${MAX_MIN_VALIDITY_SEC} (default 60)` })
+  async get(@Param('account') account: string, @Query() query: Record<string, unknown>): Promise<TokenResponseDto> {
     assertAccountId(account);
-    return this.tokens.tokenFor(account, query.provider, query.minValidity ?? DEFAULT_MIN_VALIDITY_SEC);
+    const { provider, minValiditySec } = parseTokenQuery(query);
+    return this.tokens.tokenFor(account, provider, minValiditySec);
   }
 }
