@@ -42,9 +42,17 @@ describe('GET /tokens/:account', () => {
     const response = await on.call(`/tokens/${account}${query}`, { as: 'service' });
     return { status: response.status, body: (await response.json()) as TokenBody, headers: response.headers };
   };
+  /**
+   * Changes rows behind the broker's back, as another replica would. The broker learns of it by
+   * NOTIFY, which arrives within milliseconds but after the UPDATE returns: give it that moment.
+   */
+  const change = async (sql: string, params: unknown[] = []) => {
+    await db.query(sql, params);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+  };
   /** Makes the stored token look expired to the broker (the sandbox still knows its refresh token). */
   const expire = async (account: string) =>
-    db.query(`UPDATE connections SET expires_at = now() - interval '1 minute', version = version + 1 WHERE account = $1`, [account]);
+    change(`UPDATE connections SET expires_at = now() - interval '1 minute', version = version + 1 WHERE account = $1`, [account]);
   const isValidAtSandbox = async (provider: string, apply: TokenBody['apply']) => {
     const url = new URL(`${sandbox.url}/${provider}/_sandbox/check`);
     for (const [k, v] of Object.entries(apply.query)) url.searchParams.set(k, v);
@@ -124,14 +132,14 @@ describe('GET /tokens/:account', () => {
     sandbox.resetStats();
     expect((await read('acme', '?minValidity=60')).status).toBe(200);
     expect(sandbox.stats().tokenRequests.copyai.refresh).toBe(0);
-    await db.query(`UPDATE connections SET expires_at = now() + interval '5 minutes', version = version + 1`);
+    await change(`UPDATE connections SET expires_at = now() + interval '5 minutes', version = version + 1`);
     expect((await read('acme', '?minValidity=600')).status).toBe(200);
     expect(sandbox.stats().tokenRequests.copyai.refresh).toBe(1);
   });
 
   it('keeps serving a still-valid token while the provider is down, and says 503 once it has expired', async () => {
     await connect('acme', 'copyai');
-    await db.query(`UPDATE connections SET expires_at = now() + interval '30 seconds', version = version + 1`);
+    await change(`UPDATE connections SET expires_at = now() + interval '30 seconds', version = version + 1`);
     sandbox.failUntilCleared('copyai', { kind: 'status', status: 503, retryAfterSec: 7 });
     const valid = await read('acme');
     expect(valid.status).toBe(200);
@@ -151,7 +159,7 @@ describe('GET /tokens/:account', () => {
     expect(JSON.stringify(expired.body)).not.toMatch(/cai_(at|rt)_/);
 
     sandbox.clearFailures('copyai');
-    await db.query(`UPDATE connections SET next_refresh_at = now(), version = version + 1`);
+    await change(`UPDATE connections SET next_refresh_at = now(), version = version + 1`);
     expect((await read('acme')).status).toBe(200);
   });
 
@@ -205,10 +213,24 @@ describe('GET /tokens/:account', () => {
     expect((await broker.call('/tokens/acme?provider=copyai', { as: 'admin' })).status).toBe(403);
   });
 
+  it('exposes refresh outcomes and connection counts on /metrics, without accounts or tokens', async () => {
+    await connect('acme', 'copyai');
+    const token = (await read('acme')).body.accessToken;
+    await expire('acme');
+    expect((await read('acme')).status).toBe(200);
+    const response = await broker.call('/metrics');
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).toMatch(/token_broker_refresh_total\{provider="copyai",trigger="read",outcome="refreshed"\} [1-9]/);
+    expect(text).toMatch(/token_broker_connections\{provider="copyai",status="active"\} 1/);
+    expect(text).not.toContain('acme');
+    expect(text).not.toContain(token);
+  });
+
   it('a revoked connection answers 409 revoked', async () => {
     await connect('acme', 'copyai');
     expect((await read('acme')).status).toBe(200);
-    await db.query(`UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, version = version + 1`);
+    await change(`UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, version = version + 1`);
     const answer = await read('acme');
     expect(answer.status).toBe(409);
     expect(answer.body.error).toBe('revoked');

@@ -14,6 +14,7 @@ import { ConnectModule } from '@app/connect';
 import { ConnectController } from './connect/connect.controller';
 import { ConnectSessionsController } from './connect/connect-sessions.controller';
 import { HealthModule } from './health/health.module';
+import { MetricsController } from './metrics/metrics.controller';
 import { TokensController } from './tokens/tokens.controller';
 import { ErrorFilter } from './http/error.filter';
 
@@ -53,7 +54,7 @@ export class AppModule {
         TokensModule,
         RefreshModule,
       ],
-      controllers: [ConnectSessionsController, ConnectController, TokensController],
+      controllers: [ConnectSessionsController, ConnectController, TokensController, MetricsController],
       providers: [{ provide: APP_FILTER, useClass: ErrorFilter }, BrokerScheduler],
     };
   }

@@ -1,0 +1,39 @@
+import { Public } from '@app/auth';
+import { Metrics } from '@app/observability';
+import { Controller, Get, Res } from '@nestjs/common';
+import { ApiExcludeController } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { DataSource } from 'typeorm';
+
+/**
+ * Prometheus scrape endpoint. Public like the probes: labels are provider ids and outcome
+ * words only, never an account, a token or a key.
+ */
+@ApiExcludeController()
+@Controller('metrics')
+@Public()
+export class MetricsController {
+  constructor(
+    private readonly metrics: Metrics,
+    private readonly dataSource: DataSource,
+  ) {}
+
+  @Get()
+  async scrape(@Res() reply: FastifyReply): Promise<void> {
+    await this.sampleConnections();
+    void reply.header('content-type', this.metrics.registry.contentType).send(await this.metrics.registry.metrics());
+  }
+
+  /** Connection counts by provider and status, read at scrape time (one grouped query). */
+  private async sampleConnections(): Promise<void> {
+    try {
+      const rows = await this.dataSource.query<Array<{ provider: string; status: string; count: number }>>(
+        `SELECT provider, status, count(*)::int AS count FROM connections GROUP BY provider, status`,
+      );
+      this.metrics.connections.reset();
+      for (const row of rows) this.metrics.connections.set({ provider: row.provider, status: row.status }, row.count);
+    } catch {
+      // The database being down is what /health/ready reports; the other metrics still scrape.
+    }
+  }
+}
