@@ -13,7 +13,7 @@ import { SaveConnectedInput, TypeormConnectionRepository } from '@app/connection
 import { KeyRing, TokenCipher } from '@app/crypto';
 import { dataSourceOptions } from '@app/database';
 import { readTokenResponse } from '@app/providers';
-import { RefreshPlanner } from '@app/refresh';
+import { issuedTokenSet, RefreshPlanner } from '@app/refresh';
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
@@ -54,21 +54,13 @@ export async function seedConnections(options: SeedOptions): Promise<SeededConne
   const inputs: SaveConnectedInput[] = [];
   for (let i = 0; i < options.count; i++) {
     const issued = readTokenResponse(PROVIDER, options.sandbox.issueTokens(PROVIDER, { expiresInSec: options.tokenLifetimeSec }));
-    const expiresAt = issued.expiresInSec ? new Date(now.getTime() + issued.expiresInSec * 1000) : null;
-    const refreshTokenExpiresAt = issued.refreshTokenExpiresInSec ? new Date(now.getTime() + issued.refreshTokenExpiresInSec * 1000) : null;
+    const tokens = issuedTokenSet(issued, now);
     inputs.push({
       account: benchAccount(i),
       provider: PROVIDER,
-      tokens: {
-        accessToken: issued.accessToken,
-        refreshToken: issued.refreshToken,
-        tokenType: issued.tokenType,
-        scope: issued.scope,
-        expiresAt,
-        refreshTokenExpiresAt,
-      },
+      tokens,
       identity: null,
-      nextRefreshAt: planner.nextRefreshAt(expiresAt, issued.refreshToken !== null, now),
+      nextRefreshAt: planner.nextRefreshAt(tokens.expiresAt, issued.refreshToken !== null, now),
     });
   }
 

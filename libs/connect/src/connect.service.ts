@@ -4,7 +4,7 @@ import { AppConfig } from '@app/config';
 import { ConnectionRecord, ConnectionRepository } from '@app/connections';
 import { TokenCipher } from '@app/crypto';
 import { isProviderId, ProviderClient, ProviderError, providerDefinition, ProviderSettings } from '@app/providers';
-import { RefreshPlanner } from '@app/refresh';
+import { issuedTokenSet, RefreshPlanner } from '@app/refresh';
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { parse as parseCookies, serialize as serializeCookie } from 'cookie';
 import { randomBytes } from 'node:crypto';
@@ -175,23 +175,14 @@ export class ConnectService implements OnModuleInit {
       const user = outcome.user;
       if (user.identityError) this.logger.warn(`${settings.id} identity lookup failed for account ${session.account}: ${user.identityError}`);
       const now = this.clock.now();
-      const expiresAt = user.tokens.expiresInSec ? new Date(now.getTime() + user.tokens.expiresInSec * 1000) : null;
-      const refreshTokenExpiresAt = user.tokens.refreshTokenExpiresInSec
-        ? new Date(now.getTime() + user.tokens.refreshTokenExpiresInSec * 1000)
-        : null;
+      const tokens = issuedTokenSet(user.tokens, now);
+      tokens.scope ??= settings.scope;
       const connection = await this.connections.saveConnected({
         account: session.account,
         provider: settings.id,
-        tokens: {
-          accessToken: user.tokens.accessToken,
-          refreshToken: user.tokens.refreshToken,
-          tokenType: user.tokens.tokenType,
-          scope: user.tokens.scope ?? settings.scope,
-          expiresAt,
-          refreshTokenExpiresAt,
-        },
+        tokens,
         identity: user.identity,
-        nextRefreshAt: this.planner.nextRefreshAt(expiresAt, user.tokens.refreshToken !== null, now, refreshTokenExpiresAt),
+        nextRefreshAt: this.planner.nextRefreshAt(tokens.expiresAt, tokens.refreshToken !== null, now, tokens.refreshTokenExpiresAt ?? null),
       });
       this.logger.log(`connected ${settings.id} for account ${session.account} (session by ${session.createdBy})`);
       return { kind: 'connected', session, connection };

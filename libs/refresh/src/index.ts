@@ -5,3 +5,4 @@ export * from './refresh-planner';
 export * from './refresh.module';
 export * from './refresh-sweeper';
 export * from './token-bucket';
+export * from './issued-token-set';

@@ -7,6 +7,7 @@ import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { backoffDelayMs, MISCONFIGURED_RETRY_MS } from './backoff';
+import { issuedTokenSet } from './issued-token-set';
 import { JITTER_RANDOM, RefreshPlanner } from './refresh-planner';
 import { RefreshOutcome, RefreshTrigger } from './refresh-outcome';
 
@@ -147,27 +148,17 @@ export class RefreshEngine {
       const issued = await this.client.refresh(settings, refreshToken!);
       this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
       const now = this.clock.now();
-      const expiresAt = issued.expiresInSec ? new Date(now.getTime() + issued.expiresInSec * 1000) : null;
+      const tokens = issuedTokenSet(issued, now);
       const saved = await this.connections.saveRefreshed({
         id: record.id,
         expectedVersion: record.version,
-        tokens: {
-          accessToken: issued.accessToken,
-          refreshToken: issued.refreshToken,
-          tokenType: issued.tokenType,
-          scope: issued.scope,
-          expiresAt,
-          refreshTokenExpiresAt: issued.refreshTokenExpiresInSec ? new Date(now.getTime() + issued.refreshTokenExpiresInSec * 1000) : null,
-        },
+        tokens,
+        // A response without a refresh token keeps the stored one, and with it its expiry.
         nextRefreshAt: this.planner.nextRefreshAt(
-          expiresAt,
+          tokens.expiresAt,
           issued.refreshToken !== null || record.hasRefreshToken,
           now,
-          issued.refreshToken !== null
-            ? issued.refreshTokenExpiresInSec
-              ? new Date(now.getTime() + issued.refreshTokenExpiresInSec * 1000)
-              : null
-            : record.refreshTokenExpiresAt,
+          issued.refreshToken !== null ? (tokens.refreshTokenExpiresAt ?? null) : record.refreshTokenExpiresAt,
         ),
       });
       if (!saved) {
