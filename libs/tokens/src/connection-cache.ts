@@ -66,11 +66,7 @@ export class ConnectionCache implements OnModuleInit, OnApplicationShutdown {
     return load;
   }
 
-  /** This replica's own write: use the new row at once instead of waiting for the NOTIFY. */
-  update(connection: SealedConnection): void {
-    this.invalidate(connection.record.account);
-  }
-
+  /** Drops an account at once, e.g. after this replica's own write, without waiting for its NOTIFY. */
   invalidate(account: string): void {
     this.generation++;
     this.entries.delete(account);

@@ -111,7 +111,7 @@ export class TokenService {
     switch (outcome.kind) {
       case 'refreshed':
       case 'fresh':
-        this.cache.update(outcome.connection);
+        this.cache.invalidate(record.account);
         return outcome.connection;
       case 'not_refreshable':
         if (stillValid) return outcome.connection;
