@@ -13,7 +13,7 @@ import { BenchDatabase, migrate, openBenchDatabase } from './bench-database';
 import { ChildServer, spawnChild, waitForOk } from './child-process';
 import { Cleanup } from './cleanup';
 import { LoadTarget } from './load';
-import { SeededConnection, seedConnections, SeedMode } from './seed-connections';
+import { SeededConnection, seedConnections, SeedMode, SeedOptions } from './seed-connections';
 
 export const ROOT = resolve(__dirname, '..', '..');
 
@@ -46,8 +46,9 @@ export async function openEnvironment(cleanup: Cleanup, databaseUrl: string | un
   };
 }
 
-export function seed(env: BenchEnvironment, count: number, mode: SeedMode): Promise<SeededConnection[]> {
-  return seedConnections({ url: env.database.url, keyRingSpec: env.keyRingSpec, count, sandbox: env.sandbox, mode, tokenLifetimeSec: 6 * 3600 });
+/** N Copy.ai connections; by default with tokens valid for 6 h, so no read during a run needs a refresh. */
+export function seed(env: BenchEnvironment, count: number, mode: SeedMode, tokenLifetimeSec: SeedOptions['tokenLifetimeSec'] = 6 * 3600): Promise<SeededConnection[]> {
+  return seedConnections({ url: env.database.url, keyRingSpec: env.keyRingSpec, count, sandbox: env.sandbox, mode, tokenLifetimeSec });
 }
 
 /** The path of the broker entry point inside a compiled tree. */
@@ -57,11 +58,14 @@ export function brokerMain(dist: string): string {
   return main;
 }
 
-/** Starts `node -r tsconfig-paths/register <dist>/apps/token-broker/src/main.js`, as `npm start` does. Resolves once it is listening. */
+/**
+ * Starts `node -r tsconfig-paths/register <dist>/apps/token-broker/src/main.js`, as `npm start` does. Resolves once it is listening.
+ * By default the refresh scheduler is off and LOG_LEVEL is warn; `env` overrides any variable.
+ */
 export async function startBroker(
   cleanup: Cleanup,
   env: BenchEnvironment,
-  options: { name: string; dist: string; nodeFlags?: string[] },
+  options: { name: string; dist: string; nodeFlags?: string[]; env?: Record<string, string> },
 ): Promise<{ server: RunningServer; ready: Promise<void> }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -83,6 +87,7 @@ export async function startBroker(
       LOG_LEVEL: 'warn',
       REFRESH_SCHEDULER_ENABLED: 'false',
       ...env.sandbox.env(),
+      ...options.env,
     },
   });
   cleanup.add(`stop ${options.name}`, () => child.stop());

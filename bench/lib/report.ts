@@ -122,19 +122,21 @@ export function writeReport(report: TokenReadReport, resultsDir: string, readmeP
   const table = markdownTable(report);
   const markdown = join(resultsDir, 'latest.md');
   writeFileSync(markdown, `# Token read benchmark: latest run\n\n${table}\nFull record: \`${json.slice(json.lastIndexOf('bench/'))}\`\n`);
-  return { json, markdown, readme: replaceReadmeBlock(readmePath, table) };
+  return { json, markdown, readme: replaceReadmeBlock(readmePath, table, 'token-read') };
 }
 
-const START = '<!-- bench:token-read:start -->';
-const END = '<!-- bench:token-read:end -->';
-
-/** Replaces what sits between the README markers; leaves the file alone when they are absent. */
-export function replaceReadmeBlock(readmePath: string, table: string): boolean {
-  if (!existsSync(readmePath)) return false;
+/**
+ * Replaces what sits between `<!-- bench:<block>:start -->` and `<!-- bench:<block>:end -->` in
+ * README.md; leaves the file alone when the markers are absent.
+ */
+export function replaceReadmeBlock(readmePath: string, table: string, block: 'token-read' | 'refresh-sweep'): boolean {
+  if (!readmePath || !existsSync(readmePath)) return false;
+  const startMarker = `<!-- bench:${block}:start -->`;
+  const endMarker = `<!-- bench:${block}:end -->`;
   const text = readFileSync(readmePath, 'utf8');
-  const start = text.indexOf(START);
-  const end = text.indexOf(END, start + START.length);
+  const start = text.indexOf(startMarker);
+  const end = text.indexOf(endMarker, start + startMarker.length);
   if (start === -1 || end === -1) return false;
-  writeFileSync(readmePath, `${text.slice(0, start + START.length)}\n${table}${text.slice(end)}`);
+  writeFileSync(readmePath, `${text.slice(0, start + startMarker.length)}\n${table}${text.slice(end)}`);
   return true;
 }

@@ -27,13 +27,17 @@ export interface SeedOptions {
   count: number;
   sandbox: ProviderSandbox;
   mode: SeedMode;
-  /** Access token lifetime: long enough that no read during the run needs a refresh. */
-  tokenLifetimeSec: number;
+  /**
+   * Access token lifetime: for the read benchmark long enough that no read during the run needs a
+   * refresh; for the sweep a range (each row gets a uniformly random lifetime within it).
+   */
+  tokenLifetimeSec: number | { minSec: number; maxSec: number };
 }
 
 export interface SeededConnection {
   account: string;
   accessToken: string;
+  refreshToken: string | null;
 }
 
 const PROVIDER = 'copyai';
@@ -52,8 +56,10 @@ export async function seedConnections(options: SeedOptions): Promise<SeededConne
 
   // What ConnectService.handleCallback builds from a token response (see libs/connect).
   const inputs: SaveConnectedInput[] = [];
+  const lifetime = options.tokenLifetimeSec;
+  const lifetimeSec = (): number => (typeof lifetime === 'number' ? lifetime : lifetime.minSec + Math.floor(Math.random() * (lifetime.maxSec - lifetime.minSec + 1)));
   for (let i = 0; i < options.count; i++) {
-    const issued = readTokenResponse(PROVIDER, options.sandbox.issueTokens(PROVIDER, { expiresInSec: options.tokenLifetimeSec }));
+    const issued = readTokenResponse(PROVIDER, options.sandbox.issueTokens(PROVIDER, { expiresInSec: lifetimeSec() }));
     const tokens = issuedTokenSet(issued, now);
     inputs.push({
       account: benchAccount(i),
@@ -66,7 +72,7 @@ export async function seedConnections(options: SeedOptions): Promise<SeededConne
 
   if (options.mode === 'repository') await saveThroughRepository(options.url, cipher, clock, inputs);
   else await insertInBulk(options.url, cipher, now, inputs);
-  return inputs.map((input) => ({ account: input.account, accessToken: input.tokens.accessToken }));
+  return inputs.map((input) => ({ account: input.account, accessToken: input.tokens.accessToken, refreshToken: input.tokens.refreshToken ?? null }));
 }
 
 async function saveThroughRepository(url: string, cipher: TokenCipher, clock: Clock, inputs: SaveConnectedInput[]): Promise<void> {

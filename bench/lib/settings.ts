@@ -4,7 +4,32 @@ import { join, resolve } from 'node:path';
 import { ROOT } from './bench-environment';
 import { SeedMode } from './seed-connections';
 
+/** The refresh sweep phase (bench/lib/refresh-sweep.ts). */
+export interface SweepSettings {
+  /** Connections due at once. */
+  count: number;
+  /** Sandbox token-endpoint latency (Copy.ai). */
+  latencyMs: number;
+  /** The broker's REFRESH_CONCURRENCY (the `concurrency` of the ideal time). */
+  concurrency: number;
+  /** REFRESH_BATCH_SIZE. */
+  batchSize: number;
+  /** REFRESH_PROVIDER_BUDGET_PER_MINUTE: high, so the budget is not what limits the sweep. */
+  budgetPerMinute: number;
+  /** REFRESH_SWEEP_INTERVAL_MS. */
+  intervalMs: number;
+  /** Seeded access tokens expire after a random lifetime in this range (they are all made due at once). */
+  tokenLifetimeSec: { minSec: number; maxSec: number };
+  /** DATABASE_POOL_SIZE of the sweeping broker; undefined: the broker's default. */
+  databasePoolSize?: number;
+  /** Give up when nothing was refreshed for this long. */
+  stallSec: number;
+}
+
 export interface Settings {
+  /** Which phases `npm run bench` runs (BENCH_ONLY=read|sweep; both by default). */
+  phases: { read: boolean; sweep: boolean };
+  sweep: SweepSettings;
   storedConnections: number;
   /** Accounts the load runs read (all cached beforehand). */
   hotAccounts: number;
@@ -37,7 +62,22 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
   const storedConnections = int('BENCH_CONNECTIONS', 10_000, 1, 1_000_000);
   const seedMode = (env.BENCH_SEED ?? 'bulk') as SeedMode;
   if (!['bulk', 'repository'].includes(seedMode)) problems.push(`BENCH_SEED must be bulk or repository (got "${seedMode}")`);
+  const only = env.BENCH_ONLY ?? '';
+  if (!['', 'read', 'sweep'].includes(only)) problems.push(`BENCH_ONLY must be read or sweep (got "${only}")`);
+  const lifetimeMinSec = int('BENCH_SWEEP_TOKEN_LIFETIME_MIN_SEC', 300, 60, 86_400);
   const settings: Settings = {
+    phases: { read: only !== 'sweep', sweep: only !== 'read' },
+    sweep: {
+      count: int('BENCH_SWEEP_COUNT', 10_000, 1, 1_000_000),
+      latencyMs: int('BENCH_SWEEP_LATENCY_MS', 50, 0, 10_000),
+      concurrency: int('BENCH_SWEEP_CONCURRENCY', 20, 1, 1_000),
+      batchSize: int('BENCH_SWEEP_BATCH_SIZE', 200, 1, 10_000),
+      budgetPerMinute: int('BENCH_SWEEP_BUDGET_PER_MINUTE', 1_000_000, 1, 1_000_000),
+      intervalMs: int('BENCH_SWEEP_INTERVAL_MS', 100, 100, 3_600_000),
+      tokenLifetimeSec: { minSec: lifetimeMinSec, maxSec: Math.max(lifetimeMinSec, int('BENCH_SWEEP_TOKEN_LIFETIME_MAX_SEC', 600, 60, 86_400)) },
+      databasePoolSize: env.BENCH_SWEEP_DATABASE_POOL_SIZE ? int('BENCH_SWEEP_DATABASE_POOL_SIZE', 10, 1, 250) : undefined,
+      stallSec: int('BENCH_SWEEP_STALL_SEC', 20, 1, 600),
+    },
     storedConnections,
     hotAccounts: Math.min(storedConnections, int('BENCH_HOT_ACCOUNTS', 10_000, 1, 1_000_000)),
     sampleAccounts: Math.min(storedConnections, int('BENCH_SAMPLE_ACCOUNTS', 5_000, 1, 1_000_000)),

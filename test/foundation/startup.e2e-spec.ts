@@ -172,6 +172,13 @@ describe('broker process start-up', () => {
 
     const output = running.output();
     for (const secret of secrets) expect(output).not.toContain(secret);
+    // The request log has the 404, as a JSON line naming the path and status only.
+    const notFound = output
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((entry) => entry.path === '/no-such-route');
+    expect(notFound).toMatchObject({ method: 'GET', statusCode: 404, msg: 'request completed' });
 
     expect(isAlive(postmaster as number)).toBe(false);
     expect(existsSync(join(dataDir, 'postgres', 'postmaster.pid'))).toBe(false);

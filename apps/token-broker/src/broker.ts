@@ -1,11 +1,11 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import { EmbeddedPostgresServer } from '@app/database';
-import { Logger as NestLogger, ValidationPipe } from '@nestjs/common';
+import { BrokerLogger, createPino, logRequests } from '@app/observability';
+import { ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { Logger } from 'nestjs-pino';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
@@ -26,17 +26,19 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
  * Builds and starts the broker: the embedded database when DATABASE_URL is unset, then the
  * Nest application on Fastify. Used by main.ts and by the end-to-end tests alike.
  */
-export async function startBroker(config: AppConfig, options: { port?: number; clock?: Clock } = {}): Promise<RunningBroker> {
-  const bootLogger = new NestLogger('Broker');
+export async function startBroker(config: AppConfig, options: { port?: number; clock?: Clock; logger?: BrokerLogger } = {}): Promise<RunningBroker> {
+  const logger = options.logger ?? new BrokerLogger(createPino(config.logLevel));
   let embedded: EmbeddedPostgresServer | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
     embedded = new EmbeddedPostgresServer({ dataDir: config.dataDir });
     databaseUrl = await embedded.start();
-    bootLogger.log(`embedded PostgreSQL running with data in ${join(config.dataDir, 'postgres')}`);
+    logger.log(`embedded PostgreSQL running with data in ${join(config.dataDir, 'postgres')}`, 'Broker');
   }
 
   try {
+    // Fastify's own logger stays off: its per-request child loggers cost more than the token
+    // read they would describe. One onResponse hook writes the request log instead.
     const adapter = new FastifyAdapter({
       bodyLimit: 64 * 1024,
       trustProxy: true,
@@ -46,19 +48,17 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
       },
     });
     const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot({ config, databaseUrl, clock: options.clock }), adapter, {
-      bufferLogs: true,
+      logger,
       // Throw instead of exiting: main.ts and the tests decide what a failed start means.
       abortOnError: false,
     });
-    app.useLogger(app.get(Logger));
     app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
-    app
-      .getHttpAdapter()
-      .getInstance()
-      .addHook('onSend', (request, reply, payload, done) => {
-        void reply.header('x-request-id', request.id);
-        done(null, payload);
-      });
+    const fastify = app.getHttpAdapter().getInstance();
+    fastify.addHook('onRequest', (request, reply, done) => {
+      void reply.header('x-request-id', request.id);
+      done();
+    });
+    logRequests(fastify, logger.pino);
 
     const document = SwaggerModule.createDocument(
       app,

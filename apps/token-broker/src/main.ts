@@ -4,6 +4,7 @@
  */
 import 'reflect-metadata';
 import { ConfigError, loadConfig } from '@app/config';
+import { BrokerLogger, createPino } from '@app/observability';
 import { Logger } from '@nestjs/common';
 import { startBroker } from './broker';
 
@@ -19,10 +20,12 @@ async function main(): Promise<void> {
     throw error;
   }
   const { config, notices } = loaded;
+  const brokerLogger = new BrokerLogger(createPino(config.logLevel));
+  Logger.overrideLogger(brokerLogger);
   const logger = new Logger('Broker');
   for (const notice of notices) logger.warn(notice);
 
-  const broker = await startBroker(config);
+  const broker = await startBroker(config, { logger: brokerLogger });
   logger.log(`token-broker listening on ${broker.url} (public URL ${config.publicUrl}); API docs at ${broker.url}/docs`);
 
   let stopping = false;

@@ -40,6 +40,8 @@ export class AppConfig {
   readonly connectReturnOrigins!: ReadonlyArray<string>;
   readonly providers!: Readonly<Partial<Record<ProviderId, ProviderSettings>>>;
   readonly refresh!: RefreshSettings;
+  /** Accounts whose connections the token read path keeps in memory (TOKEN_CACHE_MAX_ACCOUNTS); 0 turns the cache off. */
+  readonly tokenCacheMaxAccounts!: number;
 
   constructor(values: AppConfigValues) {
     Object.assign(this, values);

@@ -102,6 +102,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     leaseMs: readInteger(read, 'REFRESH_LEASE_MS', 30_000, [1_000, 600_000], problems),
   };
 
+  const tokenCacheMaxAccounts = readInteger(read, 'TOKEN_CACHE_MAX_ACCOUNTS', 100_000, [0, 10_000_000], problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   const config = new AppConfig({
@@ -118,6 +120,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     connectReturnOrigins,
     providers,
     refresh,
+    tokenCacheMaxAccounts,
   });
   return { config, notices };
 }

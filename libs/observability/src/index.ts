@@ -1,4 +1,5 @@
-export * from './logger.module';
+export * from './broker-logger';
 export * from './metrics';
 export * from './observability.module';
 export * from './redaction';
+export * from './request-log';

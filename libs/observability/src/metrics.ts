@@ -38,7 +38,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Label children by "provider outcome": the read path counts every request, and a child skips hashing the labels. */
+  private readonly tokenReadCounters = new Map<string, { inc(): void }>();
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'token_broker_' });
+  }
+
+  /** Counts one GET /tokens answer. */
+  tokenRead(provider: string, outcome: 'served' | 'revoked' | 'needs_reauth' | 'unavailable'): void {
+    const key = `${provider} ${outcome}`;
+    let counter = this.tokenReadCounters.get(key);
+    if (!counter) {
+      counter = this.tokenReads.labels({ provider, outcome });
+      this.tokenReadCounters.set(key, counter);
+    }
+    counter.inc();
   }
 }

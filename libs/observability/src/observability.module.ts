@@ -1,8 +1,7 @@
 import { Global, Module } from '@nestjs/common';
-import { LoggerModule } from './logger.module';
 import { Metrics } from './metrics';
 
-/** Logs (pino, redacted) and metrics (prom-client) for every feature. */
+/** Metrics (prom-client) for every feature. Logging is set up with the HTTP adapter, see broker.ts. */
 @Global()
-@Module({ imports: [LoggerModule], providers: [Metrics], exports: [Metrics] })
+@Module({ providers: [Metrics], exports: [Metrics] })
 export class ObservabilityModule {}

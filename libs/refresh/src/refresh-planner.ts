@@ -46,9 +46,12 @@ export class RefreshPlanner {
   private beforeDeadline(issued: number, deadline: number): number {
     const lifetime = deadline - issued;
     if (lifetime <= 0) return issued;
-    const fraction = LIFETIME_FRACTION + (this.random() * 2 - 1) * JITTER_FRACTION;
-    const target = issued + lifetime * fraction;
-    const latest = deadline - Math.min(MIN_LEAD_MS, lifetime * 0.2);
-    return Math.max(issued, Math.min(target, latest));
+    // The jitter window is clipped to the latest allowed moment before it is drawn from, not
+    // the draw afterwards: clipping the draw would pin every token of a short lifetime
+    // (under ~13 minutes) whose draw fell late onto one shared instant, i.e. half a batch
+    // connected together would refresh together.
+    const earliest = issued + lifetime * (LIFETIME_FRACTION - JITTER_FRACTION);
+    const latest = Math.min(issued + lifetime * (LIFETIME_FRACTION + JITTER_FRACTION), deadline - Math.min(MIN_LEAD_MS, lifetime * 0.2));
+    return Math.round(earliest + this.random() * Math.max(0, latest - earliest));
   }
 }

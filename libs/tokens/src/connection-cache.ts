@@ -1,31 +1,33 @@
-import { ConnectionRepository, SealedConnection } from '@app/connections';
+import { AppConfig } from '@app/config';
+import { ConnectionRepository } from '@app/connections';
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
+import { CachedConnection } from './cached-connection';
 
 const CHANNEL = 'connection_changed';
 /** A safety net only: invalidation normally arrives by NOTIFY within milliseconds. */
 const ENTRY_TTL_MS = 60_000;
-const MAX_ACCOUNTS = 100_000;
 const RECONNECT_DELAY_MS = 1_000;
 
 interface Entry {
-  connections: SealedConnection[];
+  connections: CachedConnection[];
   loadedAt: number;
 }
 
 /**
- * Sealed connection rows by account, for the token read path: a hit costs no database round
- * trip, and tokens stay encrypted in memory (they are opened per request). Every replica
- * LISTENs on `connection_changed` (a trigger fires it whenever a row's tokens or status
+ * Connections by account for the token read path: a hit costs no database round trip. Every
+ * replica LISTENs on `connection_changed` (a trigger fires it whenever a row's tokens or status
  * change) and drops that account. While the listener is down the cache is bypassed, so a
- * replica never serves a row it could have missed a change to.
+ * replica never serves a row it could have missed a change to. At most TOKEN_CACHE_MAX_ACCOUNTS
+ * accounts are kept (the oldest tenth goes when it is full); 0 turns caching off.
  */
 @Injectable()
 export class ConnectionCache implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('ConnectionCache');
   private readonly entries = new Map<string, Entry>();
-  private readonly loading = new Map<string, Promise<SealedConnection[]>>();
+  private readonly loading = new Map<string, Promise<CachedConnection[]>>();
+  private readonly maxAccounts: number;
   private listener?: Client;
   private listening = false;
   private stopped = false;
@@ -35,9 +37,13 @@ export class ConnectionCache implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly connections: ConnectionRepository,
     private readonly dataSource: DataSource,
-  ) {}
+    config: AppConfig,
+  ) {
+    this.maxAccounts = config.tokenCacheMaxAccounts;
+  }
 
   async onModuleInit(): Promise<void> {
+    if (this.maxAccounts === 0) return;
     await this.listen().catch((error: Error) => {
       this.logger.warn(`cannot LISTEN for connection changes yet (${error.message}); reading through until it works`);
       this.scheduleReconnect();
@@ -49,7 +55,7 @@ export class ConnectionCache implements OnModuleInit, OnApplicationShutdown {
     await this.listener?.end().catch(() => undefined);
   }
 
-  async forAccount(account: string, now: number): Promise<SealedConnection[]> {
+  async forAccount(account: string, now: number): Promise<CachedConnection[]> {
     const entry = this.entries.get(account);
     if (this.listening && entry && now - entry.loadedAt < ENTRY_TTL_MS) return entry.connections;
     const pending = this.loading.get(account);
@@ -57,7 +63,8 @@ export class ConnectionCache implements OnModuleInit, OnApplicationShutdown {
     const generation = this.generation;
     const load = this.connections
       .findSealedByAccount(account)
-      .then((connections) => {
+      .then((rows) => {
+        const connections = rows.map((row) => new CachedConnection(row));
         if (this.listening && generation === this.generation) this.store(account, { connections, loadedAt: now });
         return connections;
       })
@@ -73,9 +80,9 @@ export class ConnectionCache implements OnModuleInit, OnApplicationShutdown {
   }
 
   private store(account: string, entry: Entry): void {
-    if (this.entries.size >= MAX_ACCOUNTS) {
+    if (this.entries.size >= this.maxAccounts) {
       // Maps iterate in insertion order: drop the oldest tenth.
-      let drop = Math.ceil(MAX_ACCOUNTS / 10);
+      let drop = Math.ceil(this.maxAccounts / 10);
       for (const key of this.entries.keys()) {
         if (drop-- <= 0) break;
         this.entries.delete(key);

@@ -1,10 +1,10 @@
 import { Clock, DomainError, ErrorCode } from '@app/common';
-import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository, ConnectionStatus, SealedConnection } from '@app/connections';
+import { ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
 import { Metrics } from '@app/observability';
-import { isProviderId, presentToken, providerDefinition, TokenPresentation } from '@app/providers';
+import { isProviderId, presentToken, providerDefinition, ProviderId, TokenPresentation } from '@app/providers';
 import { RefreshEngine } from '@app/refresh';
 import { Injectable } from '@nestjs/common';
+import { CachedConnection } from './cached-connection';
 import { ConnectionCache } from './connection-cache';
 import { UsageRecorder } from './usage-recorder';
 
@@ -24,7 +24,7 @@ export interface IssuedToken {
 
 /**
  * GET /tokens/:account: a token valid for at least `minValidity` seconds, refreshed first when
- * needed. The hot path is a cache hit plus one decryption; it never writes to the database.
+ * needed. The hot path is a cache hit and a few comparisons; it never writes to the database.
  */
 @Injectable()
 export class TokenService {
@@ -35,46 +35,42 @@ export class TokenService {
     private readonly usage: UsageRecorder,
     private readonly clock: Clock,
     private readonly metrics: Metrics,
-    private readonly config: AppConfig,
   ) {}
 
   async tokenFor(account: string, provider: string | undefined, minValiditySec: number): Promise<IssuedToken> {
     const now = this.clock.nowMs();
-    const found = this.choose(account, provider, await this.cache.forAccount(account, now));
-    let sealed = found;
-    const needsRefresh = (record: ConnectionRecord): boolean =>
-      record.expiresAt !== null && record.expiresAt.getTime() - this.clock.nowMs() < minValiditySec * 1000;
+    const cached = this.choose(account, provider, await this.cache.forAccount(account, now));
+    this.assertUsable(cached);
+    const minValidityMs = minValiditySec * 1000;
+    const served =
+      cached.expiresAtMs !== null && cached.expiresAtMs - now < minValidityMs ? await this.refreshForRead(cached, minValidityMs) : cached;
 
-    this.assertUsable(sealed.record);
-    if (needsRefresh(sealed.record)) sealed = await this.refreshForRead(sealed, needsRefresh);
-
-    const accessToken = this.connections.openAccessToken(sealed);
-    this.usage.used(sealed.record.id);
-    this.metrics.tokenReads.inc({ provider: sealed.record.provider, outcome: 'served' });
-    const record = sealed.record;
+    const accessToken = served.accessTokenVia((sealed) => this.connections.openAccessToken(sealed));
+    this.usage.used(cached, now);
+    this.metrics.tokenRead(served.provider, 'served');
     return {
-      account: record.account,
-      provider: record.provider,
+      account: served.account,
+      provider: served.provider,
       accessToken,
-      tokenType: record.tokenType ?? 'Bearer',
-      expiresAt: record.expiresAt ? record.expiresAt.toISOString() : null,
-      scope: record.scope,
-      apply: presentToken(providerDefinition(record.provider as never), accessToken),
+      tokenType: served.tokenType,
+      expiresAt: served.expiresAtMs !== null ? new Date(served.expiresAtMs).toISOString() : null,
+      scope: served.scope,
+      apply: presentToken(providerDefinition(served.provider as ProviderId), accessToken),
     };
   }
 
-  private choose(account: string, provider: string | undefined, connections: SealedConnection[]): SealedConnection {
+  private choose(account: string, provider: string | undefined, connections: CachedConnection[]): CachedConnection {
     if (provider !== undefined && !isProviderId(provider)) {
       throw new DomainError(ErrorCode.ProviderUnknown, `unknown provider "${provider.slice(0, 40)}"; known: copper, copernica, copyai`);
     }
     if (provider !== undefined) {
-      const match = connections.find((c) => c.record.provider === provider);
+      const match = connections.find((c) => c.provider === provider);
       if (!match) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no ${provider} connection`);
       return match;
     }
     if (connections.length === 0) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no connection`);
     if (connections.length > 1) {
-      const providers = connections.map((c) => c.record.provider);
+      const providers = connections.map((c) => c.provider);
       throw new DomainError(ErrorCode.ProviderAmbiguous, `account ${account} has several connections (${providers.join(', ')}); say which with ?provider=`, {
         providers,
       });
@@ -82,39 +78,41 @@ export class TokenService {
     return connections[0];
   }
 
-  private assertUsable(record: ConnectionRecord): void {
+  private assertUsable(record: CachedConnection): void {
     if (record.status === ConnectionStatus.Active) return;
     const reconnect = 'open a new connect session (POST /connect-sessions) for the user to connect again';
     if (record.status === ConnectionStatus.Revoked) {
-      this.metrics.tokenReads.inc({ provider: record.provider, outcome: 'revoked' });
+      this.metrics.tokenRead(record.provider, 'revoked');
       throw new DomainError(ErrorCode.Revoked, `the ${record.provider} connection of ${record.account} was revoked; ${reconnect}`);
     }
-    this.metrics.tokenReads.inc({ provider: record.provider, outcome: 'needs_reauth' });
+    this.metrics.tokenRead(record.provider, 'needs_reauth');
     throw new DomainError(
       ErrorCode.NeedsReauth,
       `the ${record.provider} connection of ${record.account} needs the user to authorise again${record.lastError ? ` (${record.lastError.code})` : ''}; ${reconnect}`,
     );
   }
 
-  private async refreshForRead(current: SealedConnection, needsRefresh: (record: ConnectionRecord) => boolean): Promise<SealedConnection> {
-    const record = current.record;
+  /** The connection to serve once a refresh was tried, or the error that says why there is none. */
+  private async refreshForRead(current: CachedConnection, minValidityMs: number): Promise<CachedConnection> {
+    const record = current;
     const now = this.clock.nowMs();
-    const stillValid = record.expiresAt !== null && record.expiresAt.getTime() > now;
+    const stillValid = record.expiresAtMs !== null && record.expiresAtMs > now;
     // A recent failure set a retry time: do not hammer a provider that is down.
-    const backingOff = record.lastError !== null && record.nextRefreshAt !== null && record.nextRefreshAt.getTime() > now;
+    const backingOff = record.lastError !== null && record.nextRefreshAtMs !== null && record.nextRefreshAtMs > now;
     if (backingOff && record.lastError?.code !== 'invalid_grant') {
       if (stillValid) return current;
-      throw this.unavailable(record, record.lastError?.message ?? 'the provider failed recently', Math.ceil((record.nextRefreshAt!.getTime() - now) / 1000));
+      throw this.unavailable(record, record.lastError?.message ?? 'the provider failed recently', Math.ceil((record.nextRefreshAtMs! - now) / 1000));
     }
 
+    const needsRefresh = (latest: ConnectionRecord): boolean => latest.expiresAt !== null && latest.expiresAt.getTime() - this.clock.nowMs() < minValidityMs;
     const outcome = await this.engine.refresh(record.id, 'read', needsRefresh);
     switch (outcome.kind) {
       case 'refreshed':
       case 'fresh':
         this.cache.invalidate(record.account);
-        return outcome.connection;
+        return new CachedConnection(outcome.connection);
       case 'not_refreshable':
-        if (stillValid) return outcome.connection;
+        if (stillValid) return new CachedConnection(outcome.connection);
         throw new DomainError(ErrorCode.NeedsReauth, `the ${record.provider} token of ${record.account} has expired and cannot be refreshed; open a new connect session`);
       case 'needs_reauth':
         this.cache.invalidate(record.account);
@@ -140,8 +138,8 @@ export class TokenService {
     }
   }
 
-  private unavailable(record: ConnectionRecord, message: string, retryAfterSec?: number): DomainError {
-    this.metrics.tokenReads.inc({ provider: record.provider, outcome: 'unavailable' });
+  private unavailable(record: CachedConnection, message: string, retryAfterSec?: number): DomainError {
+    this.metrics.tokenRead(record.provider, 'unavailable');
     return new DomainError(
       ErrorCode.ProviderUnavailable,
       `the ${record.provider} token of ${record.account} has expired and could not be refreshed: ${message}`,

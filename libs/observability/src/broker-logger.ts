@@ -1,0 +1,72 @@
+import { LoggerService, LogLevel } from '@nestjs/common';
+import pino, { Level, Logger as Pino } from 'pino';
+import { REDACTED_PATHS } from './redaction';
+
+/** LOG_LEVEL values pino understands, plus `silent`. */
+export type BrokerLogLevel = Level | 'silent';
+
+/** The one pino instance of a broker process: JSON lines on stdout, secrets redacted (guarantee 2). */
+export function createPino(level: string): Pino {
+  return pino({
+    level,
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+    base: { pid: process.pid },
+  });
+}
+
+const NEST_TO_PINO: Record<LogLevel, Level> = {
+  log: 'info',
+  error: 'error',
+  warn: 'warn',
+  debug: 'debug',
+  verbose: 'trace',
+  fatal: 'fatal',
+};
+
+/**
+ * Nest's LoggerService on top of pino, so `new Logger('Context')` anywhere in the code base
+ * writes the same JSON lines as the request log. Nest passes the logger's context as the last
+ * argument; `logger.error({ err }, 'message')` logs the object's fields with the message.
+ */
+export class BrokerLogger implements LoggerService {
+  constructor(readonly pino: Pino) {}
+
+  log(message: unknown, ...params: unknown[]): void {
+    this.write('log', message, params);
+  }
+  error(message: unknown, ...params: unknown[]): void {
+    this.write('error', message, params);
+  }
+  warn(message: unknown, ...params: unknown[]): void {
+    this.write('warn', message, params);
+  }
+  debug(message: unknown, ...params: unknown[]): void {
+    this.write('debug', message, params);
+  }
+  verbose(message: unknown, ...params: unknown[]): void {
+    this.write('verbose', message, params);
+  }
+  fatal(message: unknown, ...params: unknown[]): void {
+    this.write('fatal', message, params);
+  }
+
+  private write(nestLevel: LogLevel, message: unknown, params: unknown[]): void {
+    const level = NEST_TO_PINO[nestLevel];
+    if (!this.pino.isLevelEnabled(level)) return;
+    const rest = [...params];
+    const context = rest.length > 0 && typeof rest[rest.length - 1] === 'string' ? (rest.pop() as string) : undefined;
+    const fields: Record<string, unknown> = context ? { context } : {};
+    let text: string | undefined;
+    if (message instanceof Error) {
+      fields.err = message;
+    } else if (typeof message === 'object' && message !== null) {
+      Object.assign(fields, message);
+      if (typeof rest[0] === 'string') text = rest.shift() as string;
+    } else {
+      text = String(message);
+    }
+    // Nest's own `logger.error(message, stack)` convention.
+    if (nestLevel === 'error' && typeof rest[0] === 'string') fields.stack = rest.shift();
+    this.pino[level](fields, text);
+  }
+}

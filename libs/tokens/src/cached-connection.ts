@@ -1,0 +1,53 @@
+import { ConnectionError, ConnectionStatus, SealedConnection } from '@app/connections';
+
+/**
+ * What the token read path keeps of one connection: enough to decide whether its token can be
+ * served and to answer, nothing more (no refresh token, no identity, no timestamps it does not
+ * use), so that 100,000 cached accounts fit in a replica's memory budget.
+ *
+ * The access token stays sealed until its first read, then is kept opened: the key ring lives
+ * in the same heap, so keeping it sealed in memory would protect nothing a heap reader could not
+ * undo, and opening it costs more than the rest of a cached read. At rest, in the database, it is
+ * always sealed (guarantee 1).
+ */
+export class CachedConnection {
+  readonly id: string;
+  readonly account: string;
+  readonly provider: string;
+  readonly status: ConnectionStatus;
+  readonly tokenType: string;
+  readonly scope: string | null;
+  readonly expiresAtMs: number | null;
+  /** When the last failed refresh said to try again (backoff), with the failure. */
+  readonly nextRefreshAtMs: number | null;
+  readonly lastError: Pick<ConnectionError, 'code' | 'message'> | null;
+  /** The last-used time this replica knows was written (or is queued): see UsageRecorder. */
+  lastUsedMs: number;
+  /** Kept until the first read opens the access token, then dropped. */
+  private sealed: SealedConnection | null;
+  private accessToken: string | null = null;
+
+  constructor(sealed: SealedConnection) {
+    const record = sealed.record;
+    this.id = record.id;
+    this.account = record.account;
+    this.provider = record.provider;
+    this.status = record.status;
+    this.tokenType = record.tokenType ?? 'Bearer';
+    this.scope = record.scope;
+    this.expiresAtMs = record.expiresAt ? record.expiresAt.getTime() : null;
+    this.nextRefreshAtMs = record.nextRefreshAt ? record.nextRefreshAt.getTime() : null;
+    this.lastError = record.lastError ? { code: record.lastError.code, message: record.lastError.message } : null;
+    this.lastUsedMs = record.lastUsedAt ? record.lastUsedAt.getTime() : 0;
+    this.sealed = sealed;
+  }
+
+  /** The plaintext access token; `open` (ConnectionRepository.openAccessToken) decrypts it the first time. */
+  accessTokenVia(open: (sealed: SealedConnection) => string): string {
+    if (this.accessToken === null) {
+      this.accessToken = open(this.sealed!);
+      this.sealed = null;
+    }
+    return this.accessToken;
+  }
+}
