@@ -50,7 +50,6 @@ describe('refresh sweep failures, simulated time', () => {
   };
   const read = async (account: string): Promise<{ status: number; accessToken?: string }> => {
     const response = await broker.call(`/tokens/${account}?provider=copyai`, { as: 'service' });
-    if (response.status === 500) console.log(await response.clone().text());
     return { status: response.status, ...((await response.json()) as { accessToken?: string }) };
   };
 

@@ -1,3 +1,5 @@
+import { ManualClock } from '@app/common';
+import { USAGE_RESOLUTION_MS, UsageRecorder } from '@app/tokens';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { connectUrlFor, dance } from '../support/connect-dance';
@@ -234,5 +236,48 @@ describe('GET /tokens/:account', () => {
     const answer = await read('acme');
     expect(answer.status).toBe(409);
     expect(answer.body.error).toBe('revoked');
+  });
+
+  it('records when a connection was last read, at most once per USAGE_RESOLUTION_MS, never per read', async () => {
+    const clock = new ManualClock(Date.now());
+    const reader = await startTestBroker({ ...sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false' }, { clock });
+    try {
+      await connect('acme', 'copyai');
+      const lastUsed = async (): Promise<number | null> => {
+        await reader.app.get(UsageRecorder).flush();
+        const [row] = await db.query(`SELECT last_used_at FROM connections WHERE account = 'acme'`);
+        return row.last_used_at ? new Date(row.last_used_at).getTime() : null;
+      };
+      expect(await lastUsed()).toBeNull();
+
+      expect((await read('acme', '', reader)).status).toBe(200);
+      const first = clock.nowMs();
+      expect(await lastUsed()).toBe(first);
+
+      clock.advance(USAGE_RESOLUTION_MS / 2);
+      for (let i = 0; i < 5; i++) expect((await read('acme', '', reader)).status).toBe(200);
+      expect(await lastUsed()).toBe(first);
+
+      clock.advance(USAGE_RESOLUTION_MS / 2);
+      expect((await read('acme', '', reader)).status).toBe(200);
+      expect(await lastUsed()).toBe(clock.nowMs());
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it('with TOKEN_CACHE_MAX_ACCOUNTS=0 reads go to the database and see every change at once', async () => {
+    const uncached = await startTestBroker({ ...sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false', TOKEN_CACHE_MAX_ACCOUNTS: '0' });
+    try {
+      await connect('acme', 'copyai');
+      expect((await read('acme', '', uncached)).status).toBe(200);
+      // No wait for a NOTIFY: there is no cache to invalidate.
+      await db.query(`UPDATE connections SET status = 'needs_reauth', version = version + 1 WHERE account = 'acme'`);
+      const answer = await read('acme', '', uncached);
+      expect(answer.status).toBe(409);
+      expect(answer.body.error).toBe('needs_reauth');
+    } finally {
+      await uncached.close();
+    }
   });
 });

@@ -291,4 +291,58 @@ describe('loadConfig', () => {
       expect(error.message).not.toContain(secret);
     });
   });
+
+  describe('tuning (REFRESH_*, TOKEN_CACHE_MAX_ACCOUNTS)', () => {
+    it('defaults to the documented values', () => {
+      const { config } = loadConfig({ DATA_DIR: dataDir });
+      expect(config.refresh).toEqual({
+        schedulerEnabled: true,
+        sweepIntervalMs: 5_000,
+        batchSize: 200,
+        concurrency: 20,
+        providerBudgetPerMinute: 1_200,
+        leaseMs: 30_000,
+      });
+      expect(config.tokenCacheMaxAccounts).toBe(100_000);
+    });
+
+    it('takes explicit values, 0 turning the token cache off', () => {
+      const { config } = loadConfig({
+        DATA_DIR: dataDir,
+        REFRESH_SCHEDULER_ENABLED: 'false',
+        REFRESH_SWEEP_INTERVAL_MS: '250',
+        REFRESH_BATCH_SIZE: '50',
+        REFRESH_CONCURRENCY: '4',
+        REFRESH_PROVIDER_BUDGET_PER_MINUTE: '60',
+        REFRESH_LEASE_MS: '5000',
+        TOKEN_CACHE_MAX_ACCOUNTS: '0',
+      });
+      expect(config.refresh).toEqual({ schedulerEnabled: false, sweepIntervalMs: 250, batchSize: 50, concurrency: 4, providerBudgetPerMinute: 60, leaseMs: 5_000 });
+      expect(config.tokenCacheMaxAccounts).toBe(0);
+    });
+
+    it('reports every value out of range or not a number, by name', () => {
+      const error = configError({
+        DATA_DIR: dataDir,
+        REFRESH_SCHEDULER_ENABLED: 'sometimes',
+        REFRESH_SWEEP_INTERVAL_MS: '10',
+        REFRESH_BATCH_SIZE: '0',
+        REFRESH_CONCURRENCY: '2.5',
+        REFRESH_PROVIDER_BUDGET_PER_MINUTE: '-1',
+        REFRESH_LEASE_MS: 'soon',
+        TOKEN_CACHE_MAX_ACCOUNTS: '1e9',
+      });
+      for (const variable of [
+        'REFRESH_SCHEDULER_ENABLED',
+        'REFRESH_SWEEP_INTERVAL_MS',
+        'REFRESH_BATCH_SIZE',
+        'REFRESH_CONCURRENCY',
+        'REFRESH_PROVIDER_BUDGET_PER_MINUTE',
+        'REFRESH_LEASE_MS',
+        'TOKEN_CACHE_MAX_ACCOUNTS',
+      ]) {
+        expect(error.problems.filter((problem) => problem.startsWith(`${variable}:`))).toHaveLength(1);
+      }
+    });
+  });
 });

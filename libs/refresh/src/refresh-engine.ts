@@ -153,13 +153,12 @@ export class RefreshEngine {
         id: record.id,
         expectedVersion: record.version,
         tokens,
-        // A response without a refresh token keeps the stored one, and with it its expiry.
-        nextRefreshAt: this.planner.nextRefreshAt(
-          tokens.expiresAt,
-          issued.refreshToken !== null || record.hasRefreshToken,
-          now,
-          issued.refreshToken !== null ? (tokens.refreshTokenExpiresAt ?? null) : record.refreshTokenExpiresAt,
-        ),
+        // A response without a refresh token keeps the stored one, and with it its expiry,
+        // which refreshing can then no longer push back.
+        nextRefreshAt:
+          issued.refreshToken !== null
+            ? this.planner.nextRefreshAt(tokens.expiresAt, true, now, tokens.refreshTokenExpiresAt ?? null)
+            : this.planner.nextRefreshAtKeepingRefreshToken(tokens.expiresAt, now, record.refreshTokenExpiresAt),
       });
       if (!saved) {
         // The fence held: the row changed under us (a reconnect or a revoke). Its state wins.

@@ -43,6 +43,25 @@ export class RefreshPlanner {
     return candidates.length === 0 ? null : new Date(Math.min(...candidates));
   }
 
+  /**
+   * After a refresh that kept the stored refresh token (the provider did not rotate it): no
+   * refresh can extend that token's life, so planning "before it dies" again and again would
+   * only close in on its deadline in ever shorter steps. Its deadline earns one last refresh
+   * shortly before it (in the final MIN_LEAD_MS, jittered), which buys the longest-lived access
+   * token possible; once inside that window only the access token counts, and the refresh that
+   * then comes due finds the refresh token dead and flags the connection without asking the
+   * provider (RefreshEngine).
+   */
+  nextRefreshAtKeepingRefreshToken(expiresAt: Date | null, issuedAt: Date, refreshTokenExpiresAt: Date | null): Date | null {
+    const issued = issuedAt.getTime();
+    const forAccess = expiresAt === null ? null : this.beforeDeadline(issued, expiresAt.getTime());
+    if (refreshTokenExpiresAt === null || refreshTokenExpiresAt.getTime() - issued <= MIN_LEAD_MS) {
+      return forAccess === null ? null : new Date(forAccess);
+    }
+    const lastUseful = Math.round(refreshTokenExpiresAt.getTime() - MIN_LEAD_MS * (0.5 + 0.5 * this.random()));
+    return new Date(forAccess === null ? lastUseful : Math.min(forAccess, lastUseful));
+  }
+
   private beforeDeadline(issued: number, deadline: number): number {
     const lifetime = deadline - issued;
     if (lifetime <= 0) return issued;
