@@ -17,6 +17,7 @@ import { HealthModule } from './health/health.module';
 import { MetricsController } from './metrics/metrics.controller';
 import { TokensController } from './tokens/tokens.controller';
 import { ErrorFilter } from './http/error.filter';
+import { AdminModule } from './admin/admin.module';
 
 export interface AppModuleOptions {
   config: AppConfig;
@@ -53,6 +54,7 @@ export class AppModule {
         ConnectModule,
         TokensModule,
         RefreshModule,
+        AdminModule,
       ],
       controllers: [ConnectSessionsController, ConnectController, TokensController, MetricsController],
       providers: [{ provide: APP_FILTER, useClass: ErrorFilter }, BrokerScheduler],

@@ -96,6 +96,13 @@ export abstract class ConnectionRepository {
   /** Erases both tokens and marks the connection revoked. */
   abstract markRevoked(id: string): Promise<ConnectionRecord | null>;
 
+  /**
+   * markRevoked, fenced: erases both tokens and marks the connection revoked only if the row
+   * still has `expectedVersion` (the tokens the caller revoked at the provider are still the
+   * stored ones). Returns null, writing nothing, when the row moved on or is gone.
+   */
+  abstract markRevokedIfUnchanged(id: string, expectedVersion: number): Promise<ConnectionRecord | null>;
+
   abstract list(filter: ConnectionFilter, cursor: string | null, limit: number): Promise<ConnectionPage>;
 
   /** Batched last-used timestamps (the read path never writes per request). */

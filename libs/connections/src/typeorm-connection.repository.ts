@@ -165,14 +165,18 @@ export class TypeormConnectionRepository extends ConnectionRepository {
   }
 
   async claimDueForRefresh(provider: string, owner: string, now: Date, leaseMs: number, limit: number): Promise<SealedConnection[]> {
-    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
-      `UPDATE connections SET lease_owner = $2, lease_expires_at = $3
-       WHERE id IN (
-         SELECT id FROM connections
-         WHERE provider = $1 AND status = 'active' AND next_refresh_at IS NOT NULL AND next_refresh_at <= $4
-           AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
-         ORDER BY next_refresh_at LIMIT $5 FOR UPDATE SKIP LOCKED)
-       RETURNING ${SEALED_COLUMNS}`,
+    // RETURNING comes back in no particular order: the outer SELECT restores "oldest due first",
+    // which the sweep works through in turn.
+    const rows: ConnectionRow[] = await this.dataSource.query(
+      `WITH claimed AS (
+         UPDATE connections SET lease_owner = $2, lease_expires_at = $3
+         WHERE id IN (
+           SELECT id FROM connections
+           WHERE provider = $1 AND status = 'active' AND next_refresh_at IS NOT NULL AND next_refresh_at <= $4
+             AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
+           ORDER BY next_refresh_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+         RETURNING ${SEALED_COLUMNS})
+       SELECT * FROM claimed ORDER BY next_refresh_at, id`,
       [provider, owner, new Date(now.getTime() + leaseMs), now, limit],
     );
     return rows.map(toSealed);
@@ -263,6 +267,16 @@ export class TypeormConnectionRepository extends ConnectionRepository {
          next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
       [id, this.clock.now()],
+    );
+  }
+
+  async markRevokedIfUnchanged(id: string, expectedVersion: number): Promise<ConnectionRecord | null> {
+    return this.updateOne(
+      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, key_id = NULL,
+         expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $3, version = version + 1,
+         next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND version = $2 RETURNING ${RECORD_COLUMNS}`,
+      [id, expectedVersion, this.clock.now()],
     );
   }
 

@@ -1,0 +1,83 @@
+import { DomainError, ErrorCode } from '@app/common';
+import { ConnectionFilter, ConnectionStatus } from '@app/connections';
+import { isProviderId, PROVIDER_IDS, ProviderId } from '@app/providers';
+
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 200;
+/** Our cursors are base64url of a short JSON pair; anything longer was not issued here. */
+const MAX_CURSOR_LENGTH = 512;
+const CURSOR_ALPHABET = /^[A-Za-z0-9_-]+$/;
+const STATUSES: ReadonlyArray<string> = Object.values(ConnectionStatus);
+
+export interface ListQuery {
+  filter: ConnectionFilter;
+  cursor: string | null;
+  limit: number;
+}
+
+/**
+ * Query parsing for the admin routes, by hand like GET /tokens' (one message listing every
+ * problem). An empty value (`?provider=`) counts as absent, so a form that submits every field
+ * still works.
+ */
+export function parseListQuery(query: Record<string, unknown>): ListQuery {
+  const problems = unexpectedKeys(query, ['provider', 'status', 'cursor', 'limit']);
+  const provider = optionalString(query, 'provider', problems);
+  const status = optionalString(query, 'status', problems);
+  const cursor = optionalString(query, 'cursor', problems);
+  const limitText = optionalString(query, 'limit', problems);
+
+  if (status !== undefined && !STATUSES.includes(status)) problems.push(`status must be one of ${STATUSES.join(', ')}`);
+  if (cursor !== undefined && (cursor.length > MAX_CURSOR_LENGTH || !CURSOR_ALPHABET.test(cursor))) {
+    problems.push('cursor is not one this service issued; start again without it');
+  }
+  let limit = DEFAULT_PAGE_SIZE;
+  if (limitText !== undefined) {
+    const value = /^\d{1,6}$/.test(limitText) ? Number(limitText) : NaN;
+    if (!Number.isInteger(value) || value < 1 || value > MAX_PAGE_SIZE) problems.push(`limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`);
+    else limit = value;
+  }
+  const knownProvider = checkProvider(provider, problems);
+  return { filter: { provider: knownProvider, status: status as ConnectionStatus | undefined }, cursor: cursor ?? null, limit };
+}
+
+/** `?provider=` of the single-connection routes: optional, and a known provider id when given. */
+export function parseProviderQuery(query: Record<string, unknown>): ProviderId | undefined {
+  const problems = unexpectedKeys(query, ['provider']);
+  const provider = optionalString(query, 'provider', problems);
+  return checkProvider(provider, problems);
+}
+
+/** Routes that take no query parameters say so rather than ignore a typo. */
+export function assertNoQuery(query: Record<string, unknown>): void {
+  const problems = unexpectedKeys(query, []);
+  if (problems.length > 0) throw new DomainError(ErrorCode.ValidationFailed, problems.join('; '));
+}
+
+/**
+ * Throws for the problems found so far; an unknown provider alone gets its own code
+ * (provider_unknown, as GET /tokens answers), anything else validation_failed.
+ */
+function checkProvider(provider: string | undefined, problems: string[]): ProviderId | undefined {
+  const unknown = provider !== undefined && !isProviderId(provider);
+  const unknownMessage = `unknown provider "${(provider ?? '').slice(0, 40)}"; known: ${PROVIDER_IDS.join(', ')}`;
+  if (problems.length > 0) throw new DomainError(ErrorCode.ValidationFailed, [...problems, ...(unknown ? [unknownMessage] : [])].join('; '));
+  if (unknown) throw new DomainError(ErrorCode.ProviderUnknown, unknownMessage);
+  return provider;
+}
+
+function unexpectedKeys(query: Record<string, unknown>, allowed: ReadonlyArray<string>): string[] {
+  return Object.keys(query)
+    .filter((key) => !allowed.includes(key))
+    .map((key) => `property ${key.slice(0, 40)} should not exist`);
+}
+
+function optionalString(query: Record<string, unknown>, key: string, problems: string[]): string | undefined {
+  const value = query[key];
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string') {
+    problems.push(`${key} must be given once`);
+    return undefined;
+  }
+  return value;
+}

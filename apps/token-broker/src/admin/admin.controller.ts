@@ -1,0 +1,93 @@
+import { AdminAccess, Caller, CurrentCaller } from '@app/auth';
+import { assertAccountId } from '@app/common';
+import { ConnectionStatus } from '@app/connections';
+import { PROVIDER_IDS } from '@app/providers';
+import { Controller, Get, Header, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { assertNoQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parseListQuery, parseProviderQuery } from './admin-query';
+import { ConnectionPageDto, ConnectionViewDto, RefreshResponseDto, RevokeAllResponseDto, RevokeResponseDto } from './admin.dto';
+import { AdminService } from './admin.service';
+
+const PROVIDER_QUERY = {
+  name: 'provider',
+  required: false,
+  enum: [...PROVIDER_IDS],
+  description: 'required when the account has several connections',
+} as const;
+
+/**
+ * /admin: for on-call engineers holding an admin key (a service key gets 403). Answers never
+ * carry a token; state-changing calls are audited by AdminService.
+ */
+@ApiTags('admin')
+@ApiBearerAuth()
+@AdminAccess()
+@Controller('admin')
+export class AdminController {
+  constructor(private readonly admin: AdminService) {}
+
+  @Get('connections')
+  @Header('cache-control', 'no-store')
+  @ApiOperation({ summary: 'connections, a page at a time, ordered by account then provider' })
+  @ApiOkResponse({ type: ConnectionPageDto })
+  @ApiQuery({ name: 'provider', required: false, enum: [...PROVIDER_IDS] })
+  @ApiQuery({ name: 'status', required: false, enum: ConnectionStatus })
+  @ApiQuery({ name: 'cursor', required: false, type: String, description: 'nextCursor of the previous page' })
+  @ApiQuery({ name: 'limit', required: false, type: Number, description: `page size, 1-${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})` })
+  async list(@Query() query: Record<string, unknown>): Promise<ConnectionPageDto> {
+    return this.admin.list(parseListQuery(query));
+  }
+
+  @Get('connections/:account')
+  @Header('cache-control', 'no-store')
+  @ApiOperation({ summary: 'one connection' })
+  @ApiOkResponse({ type: ConnectionViewDto })
+  @ApiQuery(PROVIDER_QUERY)
+  async get(@Param('account') account: string, @Query() query: Record<string, unknown>): Promise<ConnectionViewDto> {
+    assertAccountId(account);
+    return this.admin.get(account, parseProviderQuery(query));
+  }
+
+  @Post('connections/:account/revoke')
+  @HttpCode(200)
+  @Header('cache-control', 'no-store')
+  @ApiOperation({
+    summary: 'revoke at the provider (RFC 7009) where it has an endpoint, then erase the tokens locally',
+    description: 'Always 200 once the tokens are erased locally, even when the provider failed: `atProvider` says what happened there. Idempotent.',
+  })
+  @ApiOkResponse({ type: RevokeResponseDto })
+  @ApiQuery(PROVIDER_QUERY)
+  async revoke(@CurrentCaller() caller: Caller, @Param('account') account: string, @Query() query: Record<string, unknown>): Promise<RevokeResponseDto> {
+    assertAccountId(account);
+    return this.admin.revoke(caller, account, parseProviderQuery(query));
+  }
+
+  @Post('connections/:account/refresh')
+  @HttpCode(200)
+  @Header('cache-control', 'no-store')
+  @ApiOperation({
+    summary: 'refresh now, whatever the expiry or backoff',
+    description:
+      '200 with the new expiry; otherwise an error carrying `outcome`: 409 not_refreshable / needs_reauth / revoked, ' +
+      '502 provider_misconfigured, 503 provider_unavailable or refresh_in_progress (with Retry-After).',
+  })
+  @ApiOkResponse({ type: RefreshResponseDto })
+  @ApiQuery(PROVIDER_QUERY)
+  async refresh(@CurrentCaller() caller: Caller, @Param('account') account: string, @Query() query: Record<string, unknown>): Promise<RefreshResponseDto> {
+    assertAccountId(account);
+    return this.admin.refresh(caller, account, parseProviderQuery(query));
+  }
+
+  @Post('providers/:provider/revoke-all')
+  @HttpCode(200)
+  @Header('cache-control', 'no-store')
+  @ApiOperation({
+    summary: 'revoke every connection of a provider that still holds tokens (e.g. after a client secret leaked)',
+    description: 'Revoked connections are skipped, so calling it again resumes an interrupted run. 404 for an unknown or unconfigured provider.',
+  })
+  @ApiOkResponse({ type: RevokeAllResponseDto })
+  async revokeAll(@CurrentCaller() caller: Caller, @Param('provider') provider: string, @Query() query: Record<string, unknown>): Promise<RevokeAllResponseDto> {
+    assertNoQuery(query);
+    return this.admin.revokeAll(caller, provider);
+  }
+}

@@ -1,0 +1,119 @@
+import { ConnectionRecord, ConnectionStatus } from '@app/connections';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+
+/**
+ * What the admin API shows of a connection. Built field by field from a ConnectionRecord (which
+ * holds no token) rather than spread from it, so a column added later cannot leak here unseen.
+ */
+export class ConnectionErrorDto {
+  @ApiProperty({ example: 'invalid_grant' }) code!: string;
+  @ApiProperty() message!: string;
+  @ApiProperty() at!: string;
+}
+
+export class ConnectionIdentityDto {
+  @ApiPropertyOptional() id?: string;
+  @ApiPropertyOptional() name?: string;
+  @ApiPropertyOptional() email?: string;
+  @ApiPropertyOptional() company?: string;
+}
+
+export class ConnectionViewDto {
+  @ApiProperty({ example: 'acme-42' }) account!: string;
+  @ApiProperty({ enum: ['copper', 'copernica', 'copyai'] }) provider!: string;
+  @ApiProperty({ enum: ConnectionStatus }) status!: ConnectionStatus;
+  @ApiProperty({ nullable: true, type: String, description: 'null: the token does not expire, or none is stored' }) expiresAt!: string | null;
+  @ApiProperty({ nullable: true, type: String }) refreshTokenExpiresAt!: string | null;
+  @ApiProperty({ description: 'whether a refresh token is stored (never the token)' }) hasRefreshToken!: boolean;
+  @ApiProperty({ nullable: true, type: String }) scope!: string | null;
+  @ApiProperty() connectedAt!: string;
+  @ApiProperty({ description: 'last change of tokens, status or error' }) updatedAt!: string;
+  @ApiProperty({ nullable: true, type: String }) lastRefreshedAt!: string | null;
+  @ApiProperty({ nullable: true, type: String, description: 'last GET /tokens (recorded to within 30 s)' }) lastUsedAt!: string | null;
+  @ApiProperty({ nullable: true, type: String, description: 'when the sweep will refresh it next (or retry after a failure)' }) nextRefreshAt!: string | null;
+  @ApiProperty({ description: 'failed refresh attempts since the last success' }) refreshFailures!: number;
+  @ApiProperty({ nullable: true, type: ConnectionErrorDto }) lastError!: ConnectionErrorDto | null;
+  @ApiProperty({ nullable: true, type: ConnectionIdentityDto, description: 'who connected, as the provider told us' }) identity!: ConnectionIdentityDto | null;
+}
+
+export class ConnectionPageDto {
+  @ApiProperty({ type: [ConnectionViewDto], description: 'ordered by account, then provider' }) items!: ConnectionViewDto[];
+  @ApiProperty({ nullable: true, type: String, description: 'pass as ?cursor= for the next page; null on the last page' }) nextCursor!: string | null;
+}
+
+/** What became of one stored token at the provider. */
+export type TokenRevocation = 'revoked' | 'not_supported' | 'failed' | 'not_stored';
+const TOKEN_REVOCATIONS: TokenRevocation[] = ['revoked', 'not_supported', 'failed', 'not_stored'];
+
+export class ProviderRevocationDto {
+  @ApiProperty({ enum: TOKEN_REVOCATIONS, description: 'the access token at the provider' }) accessToken!: TokenRevocation;
+  @ApiProperty({ enum: TOKEN_REVOCATIONS, description: 'the refresh token at the provider' }) refreshToken!: TokenRevocation;
+  @ApiProperty({ nullable: true, type: String, description: 'why the provider did not confirm, when a revocation failed' }) error!: string | null;
+}
+
+export class RevokeResponseDto {
+  @ApiProperty() account!: string;
+  @ApiProperty() provider!: string;
+  @ApiProperty({ description: 'the connection was revoked before this call; nothing was done' }) alreadyRevoked!: boolean;
+  @ApiProperty({ type: ProviderRevocationDto }) atProvider!: ProviderRevocationDto;
+  @ApiProperty({ description: 'this call erased the stored tokens' }) erasedLocally!: boolean;
+  @ApiProperty({ description: 'one or two sentences saying what happened where' }) message!: string;
+  @ApiProperty({ type: ConnectionViewDto }) connection!: ConnectionViewDto;
+}
+
+export class RefreshResponseDto {
+  @ApiProperty() account!: string;
+  @ApiProperty() provider!: string;
+  @ApiProperty({ enum: ['refreshed', 'superseded'], description: 'superseded: another writer stored newer tokens meanwhile' }) outcome!: 'refreshed' | 'superseded';
+  @ApiProperty({ nullable: true, type: String }) expiresAt!: string | null;
+  @ApiProperty() message!: string;
+  @ApiProperty({ type: ConnectionViewDto }) connection!: ConnectionViewDto;
+}
+
+/** How many failed accounts a revoke-all answer names. */
+export const MAX_FAILED_ACCOUNTS = 100;
+
+export class RevokeAllResponseDto {
+  @ApiProperty() provider!: string;
+  @ApiProperty({ description: 'connections holding tokens that this call handled' }) processed!: number;
+  @ApiProperty({ description: 'connections whose stored tokens the provider confirmed revoked' }) revokedAtProvider!: number;
+  @ApiProperty({ description: 'connections the provider offers no revocation for' }) notSupported!: number;
+  @ApiProperty({ description: 'connections where the provider did not confirm (erased locally all the same)' }) failedAtProvider!: number;
+  @ApiProperty({ description: 'connections whose tokens this call erased' }) erased!: number;
+  @ApiProperty({ description: 'connections another caller revoked while this one ran' }) alreadyRevoked!: number;
+  @ApiProperty({ type: [String], description: `accounts counted in failedAtProvider (the first ${MAX_FAILED_ACCOUNTS})` }) failedAccounts!: string[];
+  @ApiProperty() message!: string;
+}
+
+export function toConnectionView(record: ConnectionRecord): ConnectionViewDto {
+  return {
+    account: record.account,
+    provider: record.provider,
+    status: record.status,
+    expiresAt: iso(record.expiresAt),
+    refreshTokenExpiresAt: iso(record.refreshTokenExpiresAt),
+    hasRefreshToken: record.hasRefreshToken,
+    scope: record.scope,
+    connectedAt: record.connectedAt.toISOString(),
+    updatedAt: record.updatedAt.toISOString(),
+    lastRefreshedAt: iso(record.lastRefreshedAt),
+    lastUsedAt: iso(record.lastUsedAt),
+    nextRefreshAt: iso(record.nextRefreshAt),
+    refreshFailures: record.refreshFailures,
+    lastError: record.lastError ? { code: record.lastError.code, message: record.lastError.message, at: record.lastError.at.toISOString() } : null,
+    identity: record.identity ? identityView(record.identity) : null,
+  };
+}
+
+function identityView(identity: NonNullable<ConnectionRecord['identity']>): ConnectionIdentityDto {
+  const view: ConnectionIdentityDto = {};
+  for (const key of ['id', 'name', 'email', 'company'] as const) {
+    const value: unknown = identity[key];
+    if (typeof value === 'string' || typeof value === 'number') view[key] = String(value);
+  }
+  return view;
+}
+
+function iso(value: Date | null): string | null {
+  return value ? value.toISOString() : null;
+}

@@ -1,0 +1,20 @@
+import { ConnectionsModule } from '@app/connections';
+import { ProvidersModule } from '@app/providers';
+import { RefreshModule } from '@app/refresh';
+import { TokensModule } from '@app/tokens';
+import { Module } from '@nestjs/common';
+import { AdminController } from './admin.controller';
+import { AdminService } from './admin.service';
+import { ConnectionRevoker } from './connection-revoker';
+
+/**
+ * The /admin feature: list, inspect, revoke and refresh connections with an admin key.
+ * It reuses the refresh engine (one refresh path for everyone) and the read path's cache
+ * (to drop an account at once after its own writes); it never hands out a token.
+ */
+@Module({
+  imports: [ConnectionsModule, ProvidersModule, RefreshModule, TokensModule],
+  controllers: [AdminController],
+  providers: [AdminService, ConnectionRevoker],
+})
+export class AdminModule {}
