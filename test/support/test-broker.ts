@@ -4,8 +4,11 @@
  */
 import { Clock } from '@app/common';
 import { loadConfig } from '@app/config';
+import { BrokerLogger, createPino } from '@app/observability';
+import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
 import { RunningBroker, startBroker } from '../../apps/token-broker/src/broker';
 import { testDatabaseUrl } from './test-database';
 
@@ -30,7 +33,37 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startTestBroker(env: Record<string, string | undefined> = {}, options: { clock?: Clock } = {}): Promise<TestBroker> {
+/**
+ * Log lines kept in memory (the production logger and redaction, level info), for suites that
+ * check what is logged. Pass `logger` to startTestBroker.
+ */
+export interface CapturedLogs {
+  readonly logger: BrokerLogger;
+  /** Every JSON line written so far. */
+  readonly lines: string[];
+  /**
+   * `new Logger('Context')` writes through Nest's process-wide logger, which the last broker
+   * started in this process replaced: make it this one again.
+   */
+  claimProcessLogger(): void;
+}
+
+export function captureLogs(): CapturedLogs {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+      done();
+    },
+  });
+  const logger = new BrokerLogger(createPino('info', sink));
+  return { logger, lines, claimProcessLogger: () => Logger.overrideLogger(logger) };
+}
+
+export async function startTestBroker(
+  env: Record<string, string | undefined> = {},
+  options: { clock?: Clock; logger?: BrokerLogger } = {},
+): Promise<TestBroker> {
   const port = env.PORT ?? String(await freePort());
   const { config } = loadConfig({
     NODE_ENV: 'test',
@@ -45,7 +78,7 @@ export async function startTestBroker(env: Record<string, string | undefined> = 
     ADMIN_API_KEYS: `ops:${TEST_ADMIN_KEY}`,
     ...env,
   });
-  const broker = await startBroker(config, { clock: options.clock });
+  const broker = await startBroker(config, { clock: options.clock, logger: options.logger });
   return {
     ...broker,
     call: (path, init = {}) => {

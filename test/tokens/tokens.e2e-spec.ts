@@ -196,6 +196,9 @@ describe('GET /tokens/:account', () => {
     await connect('acme', 'copper');
     const cases: Array<[string, number, string]> = [
       ['/tokens/bad%20account!', 400, 'invalid_account'],
+      [`/tokens/${'a'.repeat(129)}`, 400, 'invalid_account'],
+      [`/tokens/${'a'.repeat(1500)}`, 414, 'uri_too_long'],
+      [`/tokens/${'a'.repeat(128)}`, 404, 'connection_not_found'],
       ['/tokens/acme', 400, 'provider_ambiguous'],
       ['/tokens/acme?provider=dropbox', 400, 'provider_unknown'],
       ['/tokens/acme?provider=copernica', 404, 'connection_not_found'],

@@ -6,10 +6,12 @@ import { ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { AppModule } from './app.module';
+import { frameworkErrorBody } from './http/error.filter';
 
 export interface RunningBroker {
   app: NestFastifyApplication;
@@ -41,6 +43,13 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
     // read they would describe. One onResponse hook writes the request log instead.
     const adapter = new FastifyAdapter({
       bodyLimit: 64 * 1024,
+      // Fastify's default (100) would answer a valid 101-128 character account id with its own 414;
+      // longer ids reach the handlers, which reject them in the broker's error format.
+      maxParamLength: 1024,
+      frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+        const body = frameworkErrorBody(error);
+        void reply.code(body.statusCode).header('content-type', 'application/json; charset=utf-8').send(body);
+      },
       trustProxy: true,
       genReqId: (req: IncomingMessage) => {
         const given = req.headers['x-request-id'];

@@ -1,17 +1,14 @@
 import { LoggerService, LogLevel } from '@nestjs/common';
-import pino, { Level, Logger as Pino } from 'pino';
+import pino, { DestinationStream, Level, Logger as Pino } from 'pino';
 import { REDACTED_PATHS } from './redaction';
 
 /** LOG_LEVEL values pino understands, plus `silent`. */
 export type BrokerLogLevel = Level | 'silent';
 
-/** The one pino instance of a broker process: JSON lines on stdout, secrets redacted (guarantee 2). */
-export function createPino(level: string): Pino {
-  return pino({
-    level,
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    base: { pid: process.pid },
-  });
+/** The one pino instance of a broker process: JSON lines (on stdout unless told otherwise), secrets redacted (guarantee 2). */
+export function createPino(level: string, destination?: DestinationStream): Pino {
+  const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, base: { pid: process.pid } };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 const NEST_TO_PINO: Record<LogLevel, Level> = {

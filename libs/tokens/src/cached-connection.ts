@@ -31,10 +31,10 @@ export class CachedConnection {
     const record = sealed.record;
     this.id = record.id;
     this.account = record.account;
-    this.provider = record.provider;
-    this.status = record.status;
-    this.tokenType = record.tokenType ?? 'Bearer';
-    this.scope = record.scope;
+    this.provider = shared(record.provider);
+    this.status = shared(record.status) as ConnectionStatus;
+    this.tokenType = shared(record.tokenType ?? 'Bearer');
+    this.scope = record.scope === null ? null : shared(record.scope);
     this.expiresAtMs = record.expiresAt ? record.expiresAt.getTime() : null;
     this.nextRefreshAtMs = record.nextRefreshAt ? record.nextRefreshAt.getTime() : null;
     this.lastError = record.lastError ? { code: record.lastError.code, message: record.lastError.message } : null;
@@ -50,4 +50,18 @@ export class CachedConnection {
     }
     return this.accessToken;
   }
+}
+
+/**
+ * Provider ids, statuses, token types and scopes repeat across nearly every row: one copy of
+ * each instead of one per cached connection. Bounded, in case some provider makes them unique.
+ */
+const SHARED_STRINGS = new Map<string, string>();
+const MAX_SHARED_STRINGS = 1_000;
+
+function shared(value: string): string {
+  const known = SHARED_STRINGS.get(value);
+  if (known !== undefined) return known;
+  if (SHARED_STRINGS.size < MAX_SHARED_STRINGS) SHARED_STRINGS.set(value, value);
+  return value;
 }

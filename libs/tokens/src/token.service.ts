@@ -101,7 +101,7 @@ export class TokenService {
     const backingOff = record.lastError !== null && record.nextRefreshAtMs !== null && record.nextRefreshAtMs > now;
     if (backingOff && record.lastError?.code !== 'invalid_grant') {
       if (stillValid) return current;
-      throw this.unavailable(record, record.lastError?.message ?? 'the provider failed recently', Math.ceil((record.nextRefreshAtMs! - now) / 1000));
+      throw this.unavailable(record, record.lastError?.message ?? 'the provider failed recently', Math.ceil((record.nextRefreshAtMs - now) / 1000));
     }
 
     const needsRefresh = (latest: ConnectionRecord): boolean => latest.expiresAt !== null && latest.expiresAt.getTime() - this.clock.nowMs() < minValidityMs;

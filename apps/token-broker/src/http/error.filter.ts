@@ -17,6 +17,7 @@ const CODE_BY_STATUS: Record<number, ErrorCode> = {
   403: ErrorCode.Forbidden,
   404: ErrorCode.RouteNotFound,
   413: ErrorCode.PayloadTooLarge,
+  414: ErrorCode.UriTooLong,
   415: ErrorCode.ValidationFailed,
 };
 
@@ -51,10 +52,9 @@ export class ErrorFilter implements ExceptionFilter {
       const code = CODE_BY_STATUS[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.ValidationFailed);
       return { statusCode: status, error: code, message: httpMessage(exception, code, request) };
     }
-    const fastifyError = exception as { statusCode?: number; code?: string; message?: string };
+    const fastifyError = exception as FastifyFrameworkError;
     if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500 && fastifyError.code?.startsWith('FST_')) {
-      const code = CODE_BY_STATUS[fastifyError.statusCode] ?? ErrorCode.ValidationFailed;
-      return { statusCode: fastifyError.statusCode, error: code, message: fastifyError.message ?? 'bad request' };
+      return frameworkErrorBody(fastifyError);
     }
     return {
       statusCode: HTTP_STATUS_BY_CODE[ErrorCode.Internal],
@@ -63,6 +63,22 @@ export class ErrorFilter implements ExceptionFilter {
       requestId: request.id,
     };
   }
+}
+
+interface FastifyFrameworkError {
+  statusCode?: number;
+  code?: string;
+  message?: string;
+}
+
+/**
+ * The body for an error Fastify raises itself, before any route runs (a malformed URL, a path
+ * parameter over `maxParamLength`): the same shape as every other error. Used by the filter and
+ * by the adapter's `frameworkErrors` hook (broker.ts).
+ */
+export function frameworkErrorBody(error: FastifyFrameworkError): ErrorBody {
+  const statusCode = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
+  return { statusCode, error: CODE_BY_STATUS[statusCode] ?? ErrorCode.ValidationFailed, message: error.message ?? 'bad request' };
 }
 
 function httpMessage(exception: HttpException, code: ErrorCode, request: FastifyRequest): string {
