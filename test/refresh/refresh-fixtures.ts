@@ -3,6 +3,7 @@
  * the refresh columns of every row, polling with generous deadlines (never timing anything).
  */
 import { ConnectionRepository } from '@app/connections';
+import { TokenCipher } from '@app/crypto';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox, SandboxProvider } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { seedConnections, SeededConnection } from '../../bench/lib/seed-connections';
@@ -62,6 +63,15 @@ export async function storedAccessToken(broker: TestBroker, account: string, pro
   const connection = await broker.app.get(ConnectionRepository).findWithTokens(account, provider);
   if (!connection) throw new Error(`no ${provider} connection for ${account}`);
   return connection.accessToken;
+}
+
+/** Every stored access token by account (one query, opened with the broker's own cipher). */
+export async function storedAccessTokens(db: DataSource, broker: TestBroker): Promise<Map<string, string>> {
+  const cipher = broker.app.get(TokenCipher);
+  const rows: Array<{ id: string; account: string; access_token_sealed: string }> = await db.query(
+    `SELECT id, account, access_token_sealed FROM connections WHERE access_token_sealed IS NOT NULL`,
+  );
+  return new Map(rows.map((r) => [r.account, cipher.open(r.access_token_sealed, { connectionId: r.id, field: 'access_token' })]));
 }
 
 /** Whether the sandbox accepts `accessToken` right now (its own check endpoint, each provider's presentation). */

@@ -2,7 +2,7 @@ import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectionRecord, ConnectionRepository, ConnectionStatus, SealedConnection } from '@app/connections';
 import { Metrics } from '@app/observability';
-import { ProviderClient, ProviderError, ProviderId } from '@app/providers';
+import { PROVIDER_TIMEOUT_MS, ProviderClient, ProviderError, ProviderId } from '@app/providers';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -18,7 +18,8 @@ const WAIT_POLL_MS = 25;
  *
  * - In this process, concurrent requests for one connection share one attempt.
  * - Across replicas, a lease in the row (claimRefreshLease) admits one refresher; the others
- *   wait for the lease to go and re-read the row. A crashed holder's lease simply expires.
+ *   wait for the lease to go and re-read the row. A crashed holder's lease simply expires, so a
+ *   lease must outlast a provider call (REFRESH_LEASE_MS > the provider timeout).
  * - The write is fenced by the row version, and a rotated refresh token is stored in the same
  *   statement as its access token (saveRefreshed).
  * - Failures follow DESIGN guarantee 5: invalid_grant → needs_reauth, never retried;
@@ -42,6 +43,12 @@ export class RefreshEngine {
     @Optional() @Inject(JITTER_RANDOM) random?: () => number,
   ) {
     this.random = random ?? Math.random;
+    if (config.refresh.leaseMs <= PROVIDER_TIMEOUT_MS) {
+      this.logger.warn(
+        `REFRESH_LEASE_MS (${config.refresh.leaseMs}) is not longer than a provider call may take (${PROVIDER_TIMEOUT_MS} ms): ` +
+          'a slow refresh can outlive its lease and another replica may present the same refresh token',
+      );
+    }
   }
 
   /**
@@ -57,16 +64,30 @@ export class RefreshEngine {
   }
 
   /**
-   * Refreshes a connection the sweep already leased to this replica (claimDueForRefresh), if it
-   * is still due. Shares the in-process single flight with readers.
+   * Refreshes a connection the sweep claimed for this replica (claimDueForRefresh), if it is
+   * still due. Shares the in-process single flight with readers.
+   *
+   * The claim may have waited in the sweep's queue, and the row it returned is not trusted:
+   * meanwhile a read in this process may have refreshed the connection (a replica's lease does
+   * not keep out its own readers), or the lease may have lapsed and another replica taken over.
+   * Presenting the queued snapshot's refresh token after a rotation would be an invalid_grant
+   * that ends a healthy connection. So the lease is confirmed, renewed from now (to cover the
+   * provider call) and the row re-read, in one statement, before anything is sent.
    */
-  refreshLeased(claimed: SealedConnection, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
-    const id = claimed.record.id;
-    const running = this.inflight.get(id);
+  refreshLeased(connectionId: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
+    const running = this.inflight.get(connectionId);
     if (running) return running;
-    const attempt = this.refreshClaimed(claimed, trigger, stillNeeded).finally(() => this.inflight.delete(id));
-    this.inflight.set(id, attempt);
+    const attempt = this.confirmAndRefresh(connectionId, trigger, stillNeeded).finally(() => this.inflight.delete(connectionId));
+    this.inflight.set(connectionId, attempt);
     return attempt;
+  }
+
+  private async confirmAndRefresh(id: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
+    const current = await this.connections.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
+    if (current) return this.refreshClaimed(current, trigger, stillNeeded);
+    // Our lease lapsed and another replica holds the row now, or it is no longer active: theirs to finish.
+    const state = await this.connections.refreshState(id, this.clock.now());
+    return state && state.status === ConnectionStatus.Active ? { kind: 'busy' } : { kind: 'inactive', status: state?.status ?? null };
   }
 
   private async attempt(id: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
@@ -181,6 +202,15 @@ export class RefreshEngine {
 
   private async recordFailure(record: ConnectionRecord, error: ProviderError, count: (outcome: string) => void): Promise<RefreshOutcome> {
     const message = error.message;
+    // If the row moved on while we waited for the provider (our lease lapsed and another
+    // refresher stored newer tokens, or the user reconnected), this failure concerns a refresh
+    // token the connection no longer has: it must not mark the row, least of all needs_reauth.
+    const superseded = await this.supersededOutcome(record);
+    if (superseded) {
+      this.logger.warn(`refresh of ${record.provider} connection ${record.id} failed (${error.kind}) after the row moved on; keeping the newer row`);
+      count('superseded');
+      return superseded;
+    }
     if (error.kind === 'invalid_grant') {
       await this.connections.markNeedsReauth(record.id, { code: 'invalid_grant', message });
       this.logger.warn(`${record.provider} connection ${record.id} (account ${record.account}) needs re-authorisation: ${message}`);
@@ -198,6 +228,14 @@ export class RefreshEngine {
     await this.connections.recordRefreshFailure(record.id, { code, message }, new Date(this.clock.nowMs() + delay));
     count(error.kind === 'transient' ? 'transient' : 'rejected');
     return { kind: 'transient', message, retryAfterSec: error.details.retryAfterSec ?? Math.ceil(delay / 1000) };
+  }
+
+  /** What the connection is now if its version is no longer the one `record` was read at; undefined if unchanged. */
+  private async supersededOutcome(record: ConnectionRecord): Promise<RefreshOutcome | undefined> {
+    const state = await this.connections.refreshState(record.id, this.clock.now());
+    if (state && state.version === record.version) return undefined;
+    const latest = state ? await this.connections.findSealedById(record.id) : null;
+    return latest && latest.record.status === ConnectionStatus.Active ? { kind: 'fresh', connection: latest } : { kind: 'inactive', status: latest?.record.status ?? null };
   }
 }
 

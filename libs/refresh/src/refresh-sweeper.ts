@@ -105,7 +105,7 @@ export class RefreshSweeper {
   private async refreshOne(claimed: SealedConnection, report: SweepReport): Promise<void> {
     const due = (record: ConnectionRecord): boolean => record.nextRefreshAt !== null && record.nextRefreshAt.getTime() <= this.clock.nowMs();
     try {
-      const outcome = await this.engine.refreshLeased(claimed, 'sweep', due);
+      const outcome = await this.engine.refreshLeased(claimed.record.id, 'sweep', due);
       report.outcomes[outcome.kind] = (report.outcomes[outcome.kind] ?? 0) + 1;
     } catch (error) {
       this.logger.error({ err: error }, `refresh of connection ${claimed.record.id} failed unexpectedly`);
