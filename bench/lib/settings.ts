@@ -69,7 +69,7 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
     phases: { read: only !== 'sweep', sweep: only !== 'read' },
     sweep: {
       count: int('BENCH_SWEEP_COUNT', 10_000, 1, 1_000_000),
-      latencyMs: int('BENCH_SWEEP_LATENCY_MS', 50, 0, 10_000),
+      latencyMs: int('BENCH_SWEEP_LATENCY_MS', 50, 1, 10_000),
       concurrency: int('BENCH_SWEEP_CONCURRENCY', 20, 1, 1_000),
       batchSize: int('BENCH_SWEEP_BATCH_SIZE', 200, 1, 10_000),
       budgetPerMinute: int('BENCH_SWEEP_BUDGET_PER_MINUTE', 1_000_000, 1, 1_000_000),

@@ -73,7 +73,12 @@ export interface RefreshSweepReport {
     invalidGrants: number;
   };
   database: {
-    /** Committed transactions during the sweep (every broker statement is its own), less the bench's own polls; includes the broker's idle sweeps. */
+    /**
+     * Committed transactions during the sweep, less the bench's own: every broker statement is
+     * its own transaction, and the broker's LISTEN session commits one per batch of notifications
+     * it reads (the NOTIFY trigger fires on every refresh), so about 1 of these per refresh is not
+     * a broker round trip. Includes the broker's idle sweeps (3 claims per interval, one per provider).
+     */
     transactions?: number;
     transactionsPerRefresh?: number;
     rowsUpdatedPerRefresh?: number;
@@ -115,7 +120,9 @@ export function sweepMarkdown(report: RefreshSweepReport): string {
       Math.round((1000 * s.concurrency) / Math.max(1, s.latencyMs)),
     )}.`,
     `- CPU (cores): broker ${opt(cpu.broker)} (${opt(cpu.brokerMsPerRefresh, ' ms')} per refresh), PostgreSQL ${opt(cpu.database)}, bench process with the sandbox ${cpu.benchProcess}, other ${opt(cpu.other)}.`,
-    `- Database: ${opt(report.database.transactionsPerRefresh)} committed transactions and ${opt(report.database.rowsUpdatedPerRefresh)} row updates per refresh. Broker RSS ${opt(
+    `- Database: ${opt(report.database.rowsUpdatedPerRefresh)} row updates and ${opt(
+      report.database.transactionsPerRefresh,
+    )} committed transactions per refresh (the broker's LISTEN session adds about 1). Broker RSS ${opt(
       report.brokerMemory.beforeMb,
       ' MB',
     )} before, ${opt(report.brokerMemory.afterMb, ' MB')} after (peak ${opt(report.brokerMemory.peakMb, ' MB')}).`,
