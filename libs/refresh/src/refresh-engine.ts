@@ -12,6 +12,8 @@ import { JITTER_RANDOM, RefreshPlanner } from './refresh-planner';
 import { RefreshOutcome, RefreshTrigger } from './refresh-outcome';
 
 const WAIT_POLL_MS = 25;
+/** A queued claim is trusted only while its lease still covers a whole provider call plus this. */
+const CLAIM_SAFETY_MS = 2_000;
 
 /**
  * The one code path that refreshes a token, whoever asks (a read, the sweep, an admin).
@@ -29,6 +31,8 @@ const WAIT_POLL_MS = 25;
 export class RefreshEngine {
   private readonly logger = new Logger('Refresh');
   private readonly inflight = new Map<string, Promise<RefreshOutcome>>();
+  /** Rows the sweep claimed for this replica and has not started yet: the claimed row and when it was claimed. */
+  private readonly queuedClaims = new Map<string, { row: SealedConnection; claimedAtMs: number }>();
   /** Identifies this replica's leases. */
   readonly owner = `${hostname().slice(0, 32)}:${process.pid}:${randomBytes(4).toString('hex')}`;
   private readonly random: () => number;
@@ -64,22 +68,45 @@ export class RefreshEngine {
   }
 
   /**
-   * Refreshes a connection the sweep claimed for this replica (claimDueForRefresh), if it is
-   * still due. Shares the in-process single flight with readers.
-   *
-   * The claim may have waited in the sweep's queue, and the row it returned is not trusted:
-   * meanwhile a read in this process may have refreshed the connection (a replica's lease does
-   * not keep out its own readers), or the lease may have lapsed and another replica taken over.
-   * Presenting the queued snapshot's refresh token after a rotation would be an invalid_grant
-   * that ends a healthy connection. So the lease is confirmed, renewed from now (to cover the
-   * provider call) and the row re-read, in one statement, before anything is sent.
+   * The sweep hands over the rows it just claimed (claimDueForRefresh), before they wait in its
+   * queue. Until the sweep starts one (refreshLeased), a read in this process that needs it
+   * refreshes from the claim instead: a replica's lease does not keep out its own readers, and
+   * the sweep must never present a refresh token a read has already rotated.
+   */
+  holdClaims(rows: readonly SealedConnection[]): void {
+    const claimedAtMs = this.clock.nowMs();
+    for (const row of rows) this.queuedClaims.set(row.record.id, { row, claimedAtMs });
+  }
+
+  /** Forgets claims the sweep gives back unstarted (it releases their leases itself). */
+  dropClaims(ids: readonly string[]): void {
+    for (const id of ids) this.queuedClaims.delete(id);
+  }
+
+  /**
+   * Refreshes a connection the sweep claimed for this replica, if it is still due. Shares the
+   * in-process single flight with readers. The claimed row is used as it is while the lease
+   * still covers a provider call and no reader took it over (holdClaims); otherwise the lease is
+   * confirmed, renewed and the row re-read, in one statement, before anything is sent.
    */
   refreshLeased(connectionId: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
     const running = this.inflight.get(connectionId);
     if (running) return running;
-    const attempt = this.confirmAndRefresh(connectionId, trigger, stillNeeded).finally(() => this.inflight.delete(connectionId));
+    const claimed = this.takeQueuedClaim(connectionId);
+    const attempt = (claimed ? this.refreshClaimed(claimed, trigger, stillNeeded) : this.confirmAndRefresh(connectionId, trigger, stillNeeded)).finally(() =>
+      this.inflight.delete(connectionId),
+    );
     this.inflight.set(connectionId, attempt);
     return attempt;
+  }
+
+  /** The queued claim on a row, if its lease still covers a provider call; taken, so only one caller uses it. */
+  private takeQueuedClaim(id: string): SealedConnection | undefined {
+    const queued = this.queuedClaims.get(id);
+    if (!queued) return undefined;
+    this.queuedClaims.delete(id);
+    const leaseLeftMs = queued.claimedAtMs + this.config.refresh.leaseMs - this.clock.nowMs();
+    return leaseLeftMs > PROVIDER_TIMEOUT_MS + CLAIM_SAFETY_MS ? queued.row : undefined;
   }
 
   private async confirmAndRefresh(id: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
@@ -91,6 +118,9 @@ export class RefreshEngine {
   }
 
   private async attempt(id: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
+    // The sweep on this replica claimed the row and has not reached it yet: refresh from its claim.
+    const queued = this.takeQueuedClaim(id);
+    if (queued) return this.refreshClaimed(queued, trigger, stillNeeded);
     const deadline = this.clock.nowMs() + this.config.refresh.leaseMs + 5_000;
     for (;;) {
       const claimed = await this.connections.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);

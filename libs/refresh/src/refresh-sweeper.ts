@@ -63,42 +63,59 @@ export class RefreshSweeper {
     return report;
   }
 
+  /**
+   * Keeps up to `concurrency` refreshes in flight for one provider. The next claim runs in the
+   * background while refreshes do, so a finished slot is refilled at once instead of waiting for
+   * a claim round trip; claims stop when one comes back short (nothing more is due) or the
+   * budget is spent, and resume when it refills.
+   */
   private async sweepProvider(provider: ProviderId, report: SweepReport): Promise<void> {
     const { concurrency, batchSize, leaseMs } = this.config.refresh;
     const budget = this.budget(provider);
     const inFlight = new Set<Promise<void>>();
     const queue: SealedConnection[] = [];
+    let claiming: Promise<void> | undefined;
     let exhausted = false;
 
-    while (!this.stopping) {
-      // Top up the local queue when it runs low, within the provider's budget.
-      if (!exhausted && queue.length < concurrency) {
-        const want = Math.min(batchSize, concurrency * 2 - queue.length);
-        const allowed = budget.take(want);
-        if (allowed > 0) {
-          const claimed = await this.connections.claimDueForRefresh(provider, this.engine.owner, this.clock.now(), leaseMs, allowed);
-          budget.giveBack(allowed - claimed.length);
-          report.claimed += claimed.length;
-          queue.push(...claimed);
-          if (claimed.length < allowed) exhausted = true;
-        }
-      }
-      while (queue.length > 0 && inFlight.size < concurrency) {
+    const claimMore = (): void => {
+      if (claiming || exhausted || this.stopping || queue.length >= concurrency) return;
+      const allowed = budget.take(Math.min(batchSize, concurrency * 2 - queue.length));
+      if (allowed === 0) return;
+      claiming = this.connections
+        .claimDueForRefresh(provider, this.engine.owner, this.clock.now(), leaseMs, allowed)
+        .then(
+          (claimed) => {
+            budget.giveBack(allowed - claimed.length);
+            report.claimed += claimed.length;
+            this.engine.holdClaims(claimed);
+            queue.push(...claimed);
+            if (claimed.length < allowed) exhausted = true;
+          },
+          (error: Error) => {
+            budget.giveBack(allowed);
+            exhausted = true; // the next sweep tries again
+            this.logger.warn(`could not claim due ${provider} connections: ${error.message}`);
+          },
+        )
+        .finally(() => (claiming = undefined));
+    };
+
+    for (;;) {
+      claimMore();
+      while (!this.stopping && queue.length > 0 && inFlight.size < concurrency) {
         const task = this.refreshOne(queue.shift()!, report).finally(() => inFlight.delete(task));
         inFlight.add(task);
       }
-      if (inFlight.size === 0) {
-        if (exhausted || queue.length === 0) {
-          if (exhausted) break;
-          // Budget spent: wait for it to refill rather than spin.
-          await sleep(Math.max(IDLE_WAIT_MS, budget.msUntilNext()));
-        }
+      if (inFlight.size === 0 && !claiming) {
+        if (exhausted || this.stopping) break;
+        // Budget spent: wait for it to refill rather than spin.
+        await sleep(Math.max(IDLE_WAIT_MS, budget.msUntilNext()));
         continue;
       }
-      await Promise.race(inFlight);
+      await Promise.race(claiming ? [...inFlight, claiming] : inFlight);
     }
-    await Promise.all(inFlight);
     // Rows claimed but never started (stopping): hand them back at once.
+    this.engine.dropClaims(queue.map((left) => left.record.id));
     for (const left of queue) await this.connections.releaseRefreshLease(left.record.id, this.engine.owner);
   }
 
