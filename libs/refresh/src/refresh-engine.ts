@@ -88,14 +88,23 @@ export class RefreshEngine {
    * in-process single flight with readers. The claimed row is used as it is while the lease
    * still covers a provider call and no reader took it over (holdClaims); otherwise the lease is
    * confirmed, renewed and the row re-read, in one statement, before anything is sent.
+   * `onProviderAnswered` is called once the provider call is over (before the row is written),
+   * so the sweep can count provider calls rather than whole refreshes against its concurrency.
    */
-  refreshLeased(connectionId: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
+  refreshLeased(
+    connectionId: string,
+    trigger: RefreshTrigger,
+    stillNeeded: (record: ConnectionRecord) => boolean,
+    onProviderAnswered?: () => void,
+  ): Promise<RefreshOutcome> {
     const running = this.inflight.get(connectionId);
     if (running) return running;
     const claimed = this.takeQueuedClaim(connectionId);
-    const attempt = (claimed ? this.refreshClaimed(claimed, trigger, stillNeeded) : this.confirmAndRefresh(connectionId, trigger, stillNeeded)).finally(() =>
-      this.inflight.delete(connectionId),
-    );
+    const attempt = (
+      claimed
+        ? this.refreshClaimed(claimed, trigger, stillNeeded, onProviderAnswered)
+        : this.confirmAndRefresh(connectionId, trigger, stillNeeded, onProviderAnswered)
+    ).finally(() => this.inflight.delete(connectionId));
     this.inflight.set(connectionId, attempt);
     return attempt;
   }
@@ -109,9 +118,14 @@ export class RefreshEngine {
     return leaseLeftMs > PROVIDER_TIMEOUT_MS + CLAIM_SAFETY_MS ? queued.row : undefined;
   }
 
-  private async confirmAndRefresh(id: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
+  private async confirmAndRefresh(
+    id: string,
+    trigger: RefreshTrigger,
+    stillNeeded: (record: ConnectionRecord) => boolean,
+    onProviderAnswered?: () => void,
+  ): Promise<RefreshOutcome> {
     const current = await this.connections.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
-    if (current) return this.refreshClaimed(current, trigger, stillNeeded);
+    if (current) return this.refreshClaimed(current, trigger, stillNeeded, onProviderAnswered);
     // Our lease lapsed and another replica holds the row now, or it is no longer active: theirs to finish.
     const state = await this.connections.refreshState(id, this.clock.now());
     return state && state.status === ConnectionStatus.Active ? { kind: 'busy' } : { kind: 'inactive', status: state?.status ?? null };
@@ -152,6 +166,7 @@ export class RefreshEngine {
     claimed: SealedConnection,
     trigger: RefreshTrigger,
     stillNeeded: (record: ConnectionRecord) => boolean,
+    onProviderAnswered?: () => void,
   ): Promise<RefreshOutcome> {
     const { record } = claimed;
     const provider = record.provider as ProviderId;
@@ -196,7 +211,7 @@ export class RefreshEngine {
     const { refreshToken } = this.connections.unseal(claimed);
     const started = process.hrtime.bigint();
     try {
-      const issued = await this.client.refresh(settings, refreshToken!);
+      const issued = await this.client.refresh(settings, refreshToken!).finally(onProviderAnswered);
       this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
       const now = this.clock.now();
       const tokens = issuedTokenSet(issued, now);

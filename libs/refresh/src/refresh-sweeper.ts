@@ -64,18 +64,22 @@ export class RefreshSweeper {
   }
 
   /**
-   * Keeps up to `concurrency` refreshes in flight for one provider. The next claim runs in the
-   * background while refreshes do, so a finished slot is refilled at once instead of waiting for
-   * a claim round trip; claims stop when one comes back short (nothing more is due) or the
-   * budget is spent, and resume when it refills.
+   * Keeps up to `concurrency` provider calls in flight for one provider. A refresh gives its slot
+   * back as soon as the provider has answered, while its row is written (at most as many writes
+   * again may be pending). The next claim runs in the background meanwhile, so a free slot is
+   * refilled at once instead of waiting for a claim round trip. Claims stop when one comes back
+   * short (nothing more is due) or the budget is spent, and resume when it refills.
    */
   private async sweepProvider(provider: ProviderId, report: SweepReport): Promise<void> {
     const { concurrency, batchSize, leaseMs } = this.config.refresh;
     const budget = this.budget(provider);
-    const inFlight = new Set<Promise<void>>();
+    const tasks = new Set<Promise<void>>();
     const queue: SealedConnection[] = [];
+    let calls = 0;
     let claiming: Promise<void> | undefined;
     let exhausted = false;
+    let wake = (): void => undefined;
+    const changed = (): Promise<void> => new Promise((resolve) => (wake = resolve));
 
     const claimMore = (): void => {
       if (claiming || exhausted || this.stopping || queue.length >= concurrency) return;
@@ -99,30 +103,43 @@ export class RefreshSweeper {
         )
         .finally(() => (claiming = undefined));
     };
+    const start = (claimed: SealedConnection): void => {
+      calls++;
+      let answered = false;
+      const giveBackSlot = (): void => {
+        if (answered) return;
+        answered = true;
+        calls--;
+        wake();
+      };
+      const task = this.refreshOne(claimed, report, giveBackSlot).finally(() => {
+        giveBackSlot();
+        tasks.delete(task);
+        wake();
+      });
+      tasks.add(task);
+    };
 
     for (;;) {
       claimMore();
-      while (!this.stopping && queue.length > 0 && inFlight.size < concurrency) {
-        const task = this.refreshOne(queue.shift()!, report).finally(() => inFlight.delete(task));
-        inFlight.add(task);
-      }
-      if (inFlight.size === 0 && !claiming) {
+      while (!this.stopping && queue.length > 0 && calls < concurrency && tasks.size < concurrency * 2) start(queue.shift()!);
+      if (tasks.size === 0 && !claiming) {
         if (exhausted || this.stopping) break;
         // Budget spent: wait for it to refill rather than spin.
         await sleep(Math.max(IDLE_WAIT_MS, budget.msUntilNext()));
         continue;
       }
-      await Promise.race(claiming ? [...inFlight, claiming] : inFlight);
+      await (claiming ? Promise.race([changed(), claiming]) : changed());
     }
     // Rows claimed but never started (stopping): hand them back at once.
     this.engine.dropClaims(queue.map((left) => left.record.id));
     for (const left of queue) await this.connections.releaseRefreshLease(left.record.id, this.engine.owner);
   }
 
-  private async refreshOne(claimed: SealedConnection, report: SweepReport): Promise<void> {
+  private async refreshOne(claimed: SealedConnection, report: SweepReport, onProviderAnswered: () => void): Promise<void> {
     const due = (record: ConnectionRecord): boolean => record.nextRefreshAt !== null && record.nextRefreshAt.getTime() <= this.clock.nowMs();
     try {
-      const outcome = await this.engine.refreshLeased(claimed.record.id, 'sweep', due);
+      const outcome = await this.engine.refreshLeased(claimed.record.id, 'sweep', due, onProviderAnswered);
       report.outcomes[outcome.kind] = (report.outcomes[outcome.kind] ?? 0) + 1;
     } catch (error) {
       this.logger.error({ err: error }, `refresh of connection ${claimed.record.id} failed unexpectedly`);
