@@ -2,6 +2,7 @@
  * token-broker entry point: read the environment (every problem reported at once), start
  * the broker, and shut down cleanly on SIGTERM/SIGINT (Kubernetes sends SIGTERM).
  */
+import './heap-tuning';
 import 'reflect-metadata';
 import { ConfigError, loadConfig } from '@app/config';
 import { BrokerLogger, createPino } from '@app/observability';
