@@ -1,0 +1,233 @@
+import { ProviderSandbox, startProviderSandbox } from '../../../apps/provider-sandbox/src/provider-sandbox';
+import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { PROVIDER_TIMEOUT_MS, ProviderClient } from './provider-client';
+import { ProviderError } from './provider-error';
+import { ProviderId } from './provider-definition';
+import { ProviderSettings } from './provider-settings';
+
+const SECRET = 'client-secret-that-must-never-show';
+const REFRESH_TOKEN = 'refresh-token-that-must-never-show';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+/** A bare HTTP server answering whatever the test says, recording each request and connection. */
+class ScriptedProvider {
+  readonly seen: Seen[] = [];
+  connections = 0;
+  answer: (res: ServerResponse, seen: Seen) => void = (res) => res.end();
+  private readonly server: Server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      const seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body };
+      this.seen.push(seen);
+      this.answer(res, seen);
+    });
+  });
+  url = '';
+
+  async start(): Promise<void> {
+    this.server.on('connection', () => this.connections++);
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+}
+
+function settingsFor(id: ProviderId, base: string): ProviderSettings {
+  return {
+    id,
+    clientId: `${id}-id`,
+    clientSecret: SECRET,
+    endpoints: { authorizeUrl: `${base}/authorize`, tokenUrl: `${base}/token`, apiUrl: `${base}/api`, revokeUrl: `${base}/revoke` },
+    scope: null,
+    usePkce: false,
+  };
+}
+
+async function failure(promise: Promise<unknown>): Promise<ProviderError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ProviderError);
+  const providerError = error as ProviderError;
+  expect(providerError.message).not.toContain(SECRET);
+  expect(providerError.message).not.toContain(REFRESH_TOKEN);
+  expect(JSON.stringify(providerError.details)).not.toContain(SECRET);
+  return providerError;
+}
+
+describe('ProviderClient', () => {
+  const client = new ProviderClient();
+  const provider = new ScriptedProvider();
+  let copyai: ProviderSettings;
+
+  beforeAll(() => provider.start());
+  afterAll(() => provider.close());
+  beforeEach(() => {
+    provider.seen.length = 0;
+    copyai = settingsFor('copyai', provider.url);
+  });
+
+  it('refreshes with a form-encoded POST carrying the client credentials, over kept-alive sockets', async () => {
+    provider.answer = (res) => json(res, 200, { access_token: 'new-access', refresh_token: 'new-refresh', expires_in: 3600, token_type: 'bearer' });
+    const before = provider.connections;
+    for (let i = 0; i < 20; i++) {
+      await expect(client.refresh(copyai, REFRESH_TOKEN)).resolves.toEqual({
+        accessToken: 'new-access',
+        refreshToken: 'new-refresh',
+        tokenType: 'bearer',
+        scope: null,
+        expiresInSec: 3600,
+        refreshTokenExpiresInSec: null,
+      });
+    }
+    // Not one connection per call. (undici may open a second one: a call made the moment the
+    // previous body ends can find that socket not yet back in the pool.)
+    expect(provider.connections - before).toBeLessThanOrEqual(2);
+    const [seen] = provider.seen;
+    expect(seen.method).toBe('POST');
+    expect(seen.url).toBe('/token');
+    expect(seen.headers['content-type']).toBe('application/x-www-form-urlencoded');
+    expect(seen.headers.accept).toBe('application/json');
+    expect(Object.fromEntries(new URLSearchParams(seen.body))).toEqual({
+      grant_type: 'refresh_token',
+      refresh_token: REFRESH_TOKEN,
+      client_id: 'copyai-id',
+      client_secret: SECRET,
+    });
+  });
+
+  it('exchanges a Copernica code with a GET carrying everything in the query and no body', async () => {
+    provider.answer = (res) => json(res, 200, { access_token: 'copernica-token' });
+    const tokens = await client.exchangeCode(settingsFor('copernica', provider.url), { code: 'the-code', redirectUri: 'http://localhost/cb' });
+    expect(tokens.accessToken).toBe('copernica-token');
+    const [seen] = provider.seen;
+    expect(seen.method).toBe('GET');
+    expect(seen.body).toBe('');
+    const url = new URL(seen.url, provider.url);
+    expect(url.pathname).toBe('/token');
+    expect(Object.fromEntries(url.searchParams)).toEqual({
+      code: 'the-code',
+      redirect_uri: 'http://localhost/cb',
+      client_id: 'copernica-id',
+      client_secret: SECRET,
+    });
+  });
+
+  it('reads an empty 200 (RFC 7009 revoke) as success', async () => {
+    provider.answer = (res) => res.writeHead(200).end();
+    await expect(client.revoke(copyai, REFRESH_TOKEN, 'refresh_token')).resolves.toBe('revoked');
+    expect(Object.fromEntries(new URLSearchParams(provider.seen[0].body))).toMatchObject({ token: REFRESH_TOKEN, token_type_hint: 'refresh_token' });
+  });
+
+  it('rejects a 200 that is not JSON as an answer without an access_token', async () => {
+    provider.answer = (res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>hello</html>');
+    const error = await failure(client.refresh(copyai, REFRESH_TOKEN));
+    expect(error.kind).toBe('rejected');
+    expect(error.message).toBe('copyai answered the token request without an access_token');
+  });
+
+  it.each([
+    ['503 with Retry-After seconds', 503, { error: 'temporarily_unavailable' }, { 'retry-after': '7' }, 'transient', 7],
+    ['429 without a body', 429, undefined, {}, 'transient', undefined],
+    ['400 invalid_grant', 400, { error: 'invalid_grant' }, {}, 'invalid_grant', undefined],
+    ['401 without a body', 401, undefined, {}, 'invalid_client', undefined],
+    ['400 unauthorized_client', 400, { error: 'unauthorized_client' }, {}, 'invalid_client', undefined],
+    ['400 slow_down', 400, { error: 'slow_down' }, {}, 'transient', undefined],
+    ['400 invalid_request', 400, { error: 'invalid_request', error_description: `bad ${SECRET}` }, {}, 'rejected', undefined],
+  ])('classifies %s', async (_name, status, body, headers, kind, retryAfterSec) => {
+    provider.answer = (res) => (body === undefined ? res.writeHead(status, headers).end() : json(res, status, body, headers));
+    const error = await failure(client.refresh(copyai, REFRESH_TOKEN));
+    expect(error.kind).toBe(kind);
+    expect(error.details).toEqual({ provider: 'copyai', status, providerCode: body?.error, retryAfterSec });
+  });
+
+  it('reads a Retry-After HTTP-date as seconds from now', async () => {
+    const at = new Date(Date.now() + 120_000).toUTCString();
+    provider.answer = (res) => res.writeHead(503, { 'retry-after': at }).end('down');
+    const error = await failure(client.refresh(copyai, REFRESH_TOKEN));
+    expect(error.message).toBe('copyai answered the refresh with HTTP 503');
+    expect(error.details.retryAfterSec).toBeGreaterThanOrEqual(118);
+    expect(error.details.retryAfterSec).toBeLessThanOrEqual(120);
+  });
+
+  it('follows no redirect: a 3xx is a transient failure and the Location is never requested', async () => {
+    provider.answer = (res, seen) => (seen.url === '/token' ? res.writeHead(307, { location: `${provider.url}/elsewhere` }).end() : json(res, 200, { access_token: 'x' }));
+    const error = await failure(client.refresh(copyai, REFRESH_TOKEN));
+    expect(error.kind).toBe('transient');
+    expect(error.message).toBe('copyai could not be reached for the refresh');
+    expect(provider.seen.map((s) => s.url)).toEqual(['/token']);
+  });
+
+  it('keeps using the pooled socket after error answers', async () => {
+    const before = provider.connections;
+    provider.answer = (res) => json(res, 503, { error: 'temporarily_unavailable' });
+    for (let i = 0; i < 10; i++) await failure(client.refresh(copyai, REFRESH_TOKEN));
+    provider.answer = (res) => res.writeHead(302, { location: '/elsewhere' }).end('moved');
+    for (let i = 0; i < 10; i++) await failure(client.refresh(copyai, REFRESH_TOKEN));
+    provider.answer = (res) => json(res, 200, { access_token: 'ok' });
+    await client.refresh(copyai, REFRESH_TOKEN);
+    expect(provider.connections - before).toBeLessThanOrEqual(2);
+  });
+
+  it('reports a provider that cannot be reached as transient', async () => {
+    const closed = new ScriptedProvider();
+    await closed.start();
+    const url = closed.url;
+    await closed.close();
+    const error = await failure(client.refresh(settingsFor('copyai', url), REFRESH_TOKEN));
+    expect(error.kind).toBe('transient');
+    expect(error.message).toBe('copyai could not be reached for the refresh');
+  });
+
+  describe('against the sandbox', () => {
+    let sandbox: ProviderSandbox;
+    let settings: ProviderSettings;
+
+    beforeAll(async () => {
+      sandbox = await startProviderSandbox();
+      settings = { ...settingsFor('copyai', sandbox.url), clientId: 'copyai-client', clientSecret: 'copyai-secret', endpoints: sandbox.endpoints('copyai') };
+    });
+    afterAll(() => sandbox.close());
+
+    it('refreshes, then finds the rotated refresh token dead (invalid_grant)', async () => {
+      const issued = sandbox.issueTokens('copyai');
+      const tokens = await client.refresh(settings, issued.refresh_token!);
+      expect(tokens.refreshToken).not.toBe(issued.refresh_token);
+      expect((await failure(client.refresh(settings, issued.refresh_token!))).kind).toBe('invalid_grant');
+    });
+
+    it('reports a wrong client secret as invalid_client', async () => {
+      const issued = sandbox.issueTokens('copyai');
+      expect((await failure(client.refresh({ ...settings, clientSecret: SECRET }, issued.refresh_token!))).kind).toBe('invalid_client');
+    });
+
+    it('gives up on a provider that does not answer within PROVIDER_TIMEOUT_MS', async () => {
+      sandbox.failNext('copyai', { kind: 'timeout' });
+      const started = Date.now();
+      const error = await failure(client.refresh(settings, sandbox.issueTokens('copyai').refresh_token!));
+      expect(error.kind).toBe('transient');
+      expect(error.message).toBe(`copyai did not answer the refresh within ${PROVIDER_TIMEOUT_MS / 1000}s`);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(PROVIDER_TIMEOUT_MS - 50);
+    }, PROVIDER_TIMEOUT_MS + 10_000);
+  });
+});
