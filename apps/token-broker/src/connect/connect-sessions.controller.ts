@@ -1,6 +1,6 @@
 import { Caller, CurrentCaller, ServiceAccess } from '@app/auth';
 import { ConnectService } from '@app/connect';
-import { Body, Controller, HttpCode, Post } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, ValidationPipe } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiTags } from '@nestjs/swagger';
 import { ConnectSessionResponse, CreateConnectSessionDto } from './connect-session.dto';
 
@@ -15,7 +15,10 @@ export class ConnectSessionsController {
   @HttpCode(201)
   @ServiceAccess()
   @ApiCreatedResponse({ type: ConnectSessionResponse })
-  async create(@CurrentCaller() caller: Caller, @Body() body: CreateConnectSessionDto): Promise<ConnectSessionResponse> {
+  async create(
+    @CurrentCaller() caller: Caller,
+    @Body(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true })) body: CreateConnectSessionDto,
+  ): Promise<ConnectSessionResponse> {
     const { connectUrl, expiresAt } = await this.connect.createSession(caller, body);
     return { connectUrl, expiresAt: expiresAt.toISOString() };
   }
