@@ -41,5 +41,6 @@ EXPOSE 3000
 # Ready means: database reachable, every migration applied, key ring usable.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# main.js shuts down cleanly on SIGTERM; exec form so node is PID 1's direct target.
-CMD ["node", "-r", "tsconfig-paths/register", "dist/apps/token-broker/src/main.js"]
+# main.js shuts down cleanly on SIGTERM; exec form so node is PID 1's direct target. The flag is
+# the one `npm start` passes (package.json); see apps/token-broker/src/heap-tuning.ts.
+CMD ["node", "--max-semi-space-size=8", "-r", "tsconfig-paths/register", "dist/apps/token-broker/src/main.js"]

@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
@@ -58,8 +58,15 @@ export function brokerMain(dist: string): string {
   return main;
 }
 
+/** The node flags `npm start` passes (package.json scripts.start), so the bench runs the broker exactly as users do. */
+export function startScriptNodeFlags(): string[] {
+  const { scripts } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const flags = / node((?: --[\w-]+(?:=\S+)?)*) -r /.exec(scripts.start)?.[1] ?? '';
+  return flags.split(' ').filter((flag) => flag !== '');
+}
+
 /**
- * Starts `node -r tsconfig-paths/register <dist>/apps/token-broker/src/main.js`, as `npm start` does. Resolves once it is listening.
+ * Starts `node <npm start's flags> -r tsconfig-paths/register <dist>/apps/token-broker/src/main.js`, as `npm start` does. Resolves once it is listening.
  * By default the refresh scheduler is off and LOG_LEVEL is warn; `env` overrides any variable.
  */
 export async function startBroker(
@@ -69,7 +76,7 @@ export async function startBroker(
 ): Promise<{ server: RunningServer; ready: Promise<void> }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawnChild(options.name, process.execPath, [...(options.nodeFlags ?? []), '-r', 'tsconfig-paths/register', brokerMain(options.dist)], {
+  const child = spawnChild(options.name, process.execPath, [...startScriptNodeFlags(), ...(options.nodeFlags ?? []), '-r', 'tsconfig-paths/register', brokerMain(options.dist)], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH,
