@@ -44,7 +44,7 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
       bodyLimit: 64 * 1024,
       // Fastify's default (100) would answer a valid 101-128 character account id with its own 414;
       // longer ids reach the handlers, which reject them in the broker's error format.
-      maxParamLength: 1024,
+      routerOptions: { maxParamLength: 1024 },
       // No Nest middleware is used anywhere; without @fastify/middie no request pays for matching it.
       skipMiddie: true,
       frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
