@@ -2,11 +2,12 @@ import { ConnectionRepository } from '@app/connections';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { DataSource } from 'typeorm';
-import { ProviderSandbox, SandboxProvider, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
+import { ProviderSandbox, SandboxProvider } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { seedConnections } from '../../bench/lib/seed-connections';
 import { connectUrlFor, dance } from '../support/connect-dance';
+import { useBrokerSuite } from '../support/broker-suite';
 import { captureLogs, startTestBroker, TEST_ENCRYPTION_KEYS, TestBroker } from '../support/test-broker';
-import { openTestDataSource, testDatabaseUrl, truncateAll } from '../support/test-database';
+import { testDatabaseUrl } from '../support/test-database';
 
 /** Every token the sandbox issues starts with one of these (cai_/cpr_/cpn_ + at_/rt_). */
 const SANDBOX_TOKEN = /c(ai|pr|pn)_(at|rt)_/;
@@ -65,25 +66,12 @@ async function startRevocationEndpoint(answer: (form: string, hit: number) => Pr
 }
 
 describe('/admin', () => {
+  const logs = captureLogs();
+  const suite = useBrokerSuite({ logger: logs.logger });
   let sandbox: ProviderSandbox;
   let broker: TestBroker;
-  const logs = captureLogs();
   let db: DataSource;
-
-  beforeAll(async () => {
-    sandbox = await startProviderSandbox();
-    broker = await startTestBroker({ ...sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false' }, { logger: logs.logger });
-    db = await openTestDataSource();
-  });
-  afterAll(async () => {
-    await broker?.close();
-    await sandbox?.close();
-    await db?.destroy();
-  });
-  beforeEach(async () => {
-    await truncateAll(db);
-    sandbox.reset();
-  });
+  beforeAll(() => ({ sandbox, broker, db } = suite));
 
   const connect = async (account: string, provider: SandboxProvider): Promise<void> => {
     const result = await dance(broker, await connectUrlFor(broker, account, provider));

@@ -1,28 +1,15 @@
 import { DataSource } from 'typeorm';
-import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
+import { ProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { connectUrlFor, createConnectSession, dance } from '../support/connect-dance';
-import { startTestBroker, TestBroker } from '../support/test-broker';
-import { openTestDataSource, truncateAll } from '../support/test-database';
+import { useBrokerSuite } from '../support/broker-suite';
+import { TestBroker } from '../support/test-broker';
 
 describe('connect flow against the sandbox providers', () => {
+  const suite = useBrokerSuite();
   let sandbox: ProviderSandbox;
   let broker: TestBroker;
   let db: DataSource;
-
-  beforeAll(async () => {
-    sandbox = await startProviderSandbox();
-    broker = await startTestBroker(sandbox.env());
-    db = await openTestDataSource();
-  });
-  afterAll(async () => {
-    await broker?.close();
-    await sandbox?.close();
-    await db?.destroy();
-  });
-  beforeEach(async () => {
-    await truncateAll(db);
-    sandbox.reset();
-  });
+  beforeAll(() => ({ sandbox, broker, db } = suite));
 
   const row = async (account: string, provider: string) =>
     (await db.query(`SELECT * FROM connections WHERE account = $1 AND provider = $2`, [account, provider]))[0];

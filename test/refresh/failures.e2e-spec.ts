@@ -7,32 +7,19 @@
 import { ManualClock } from '@app/common';
 import { BACKOFF_BASE_MS, MISCONFIGURED_RETRY_MS, RefreshSweeper, SweepReport } from '@app/refresh';
 import { DataSource } from 'typeorm';
-import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
+import { ProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { connectUrlFor, dance } from '../support/connect-dance';
-import { startTestBroker, TestBroker } from '../support/test-broker';
-import { openTestDataSource, truncateAll } from '../support/test-database';
+import { useBrokerSuite } from '../support/broker-suite';
+import { TestBroker } from '../support/test-broker';
 import { acceptedBySandbox, ms, RefreshRow, refreshRow, storedAccessToken } from './refresh-fixtures';
 
 describe('refresh sweep failures, simulated time', () => {
   const clock = new ManualClock(Date.now());
+  const suite = useBrokerSuite({ clock });
   let sandbox: ProviderSandbox;
   let broker: TestBroker;
   let db: DataSource;
-
-  beforeAll(async () => {
-    sandbox = await startProviderSandbox({ clock: () => clock.nowMs() });
-    broker = await startTestBroker({ ...sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false' }, { clock });
-    db = await openTestDataSource();
-  });
-  afterAll(async () => {
-    await broker?.close();
-    await sandbox?.close();
-    await db?.destroy();
-  });
-  beforeEach(async () => {
-    await truncateAll(db);
-    sandbox.reset();
-  });
+  beforeAll(() => ({ sandbox, broker, db } = suite));
 
   const connect = async (account: string): Promise<RefreshRow> => {
     const result = await dance(broker, await connectUrlFor(broker, account, 'copyai'));

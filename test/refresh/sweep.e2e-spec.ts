@@ -6,10 +6,10 @@
 import { ManualClock } from '@app/common';
 import { JITTER_FRACTION, LIFETIME_FRACTION, MIN_LEAD_MS, RefreshSweeper, SweepReport } from '@app/refresh';
 import { DataSource } from 'typeorm';
-import { ProviderSandbox, SandboxProvider, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
+import { ProviderSandbox, SandboxProvider } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { connectUrlFor, dance } from '../support/connect-dance';
-import { startTestBroker, TestBroker } from '../support/test-broker';
-import { openTestDataSource, truncateAll } from '../support/test-database';
+import { useBrokerSuite } from '../support/broker-suite';
+import { TestBroker } from '../support/test-broker';
 import { acceptedBySandbox, ms, refreshRows, storedAccessToken } from './refresh-fixtures';
 
 const STEP_MS = 10_000;
@@ -17,24 +17,11 @@ const TEN_MINUTES_MS = 10 * 60_000;
 
 describe('refresh sweep, simulated time', () => {
   const clock = new ManualClock(Date.now());
+  const suite = useBrokerSuite({ clock });
   let sandbox: ProviderSandbox;
   let broker: TestBroker;
   let db: DataSource;
-
-  beforeAll(async () => {
-    sandbox = await startProviderSandbox({ clock: () => clock.nowMs() });
-    broker = await startTestBroker({ ...sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false' }, { clock });
-    db = await openTestDataSource();
-  });
-  afterAll(async () => {
-    await broker?.close();
-    await sandbox?.close();
-    await db?.destroy();
-  });
-  beforeEach(async () => {
-    await truncateAll(db);
-    sandbox.reset();
-  });
+  beforeAll(() => ({ sandbox, broker, db } = suite));
 
   const connect = async (account: string, provider: SandboxProvider): Promise<void> => {
     const result = await dance(broker, await connectUrlFor(broker, account, provider));

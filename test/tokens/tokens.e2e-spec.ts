@@ -1,10 +1,10 @@
 import { ManualClock } from '@app/common';
 import { USAGE_RESOLUTION_MS, UsageRecorder } from '@app/tokens';
 import { DataSource } from 'typeorm';
-import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
+import { ProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { connectUrlFor, dance } from '../support/connect-dance';
+import { useBrokerSuite } from '../support/broker-suite';
 import { startTestBroker, TestBroker } from '../support/test-broker';
-import { openTestDataSource, truncateAll } from '../support/test-database';
 
 interface TokenBody {
   account: string;
@@ -17,24 +17,11 @@ interface TokenBody {
 }
 
 describe('GET /tokens/:account', () => {
+  const suite = useBrokerSuite();
   let sandbox: ProviderSandbox;
   let broker: TestBroker;
   let db: DataSource;
-
-  beforeAll(async () => {
-    sandbox = await startProviderSandbox();
-    broker = await startTestBroker({ ...sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false' });
-    db = await openTestDataSource();
-  });
-  afterAll(async () => {
-    await broker?.close();
-    await sandbox?.close();
-    await db?.destroy();
-  });
-  beforeEach(async () => {
-    await truncateAll(db);
-    sandbox.reset();
-  });
+  beforeAll(() => ({ sandbox, broker, db } = suite));
 
   const connect = async (account: string, provider: string): Promise<void> => {
     const result = await dance(broker, await connectUrlFor(broker, account, provider));
