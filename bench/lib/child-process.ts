@@ -14,8 +14,10 @@ export interface ChildServer {
   /** The last few KB of its stdout and stderr, for error messages. */
   output(): string;
   exited(): boolean;
-  /** SIGTERM, then SIGKILL after a grace period. Safe to call more than once. */
-  stop(): Promise<void>;
+  /** SIGTERM, then SIGKILL after `graceMs` (default 10 s). Safe to call more than once. */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL at once: no shutdown hooks run. Resolves once the process is gone. */
+  kill(): Promise<void>;
 }
 
 export function spawnChild(name: string, command: string, args: string[], options: { env: NodeJS.ProcessEnv; cwd: string }): ChildServer {
@@ -40,12 +42,16 @@ export function spawnChild(name: string, command: string, args: string[], option
     pid,
     output: () => output,
     exited: () => exited,
-    stop: async () => {
+    stop: async (graceMs = STOP_GRACE_MS) => {
       if (exited) return;
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       await exit;
       clearTimeout(timer);
+    },
+    kill: async () => {
+      if (!exited) child.kill('SIGKILL');
+      await exit;
     },
   };
 }

@@ -115,14 +115,31 @@ export function markdownTable(report: TokenReadReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function writeReport(report: TokenReadReport, resultsDir: string, readmePath: string): { json: string; markdown: string; readme: boolean } {
-  mkdirSync(resultsDir, { recursive: true });
-  const json = join(resultsDir, `token-read-${report.startedAt.replace(/[:.]/g, '-')}.json`);
+export interface WrittenResults {
+  json: string;
+  markdown: string;
+  readme: boolean;
+}
+
+export function writeReport(report: TokenReadReport, resultsDir: string, readmePath: string): WrittenResults {
+  return writeResults(report, markdownTable(report), { resultsDir, readmePath, block: 'token-read', latest: 'latest.md', title: 'Token read benchmark' });
+}
+
+/**
+ * Writes one phase's results: the full record as `<block>-<time>.json`, its table as the `latest`
+ * markdown file, and the table into README.md's `<block>` section (see replaceReadmeBlock).
+ */
+export function writeResults(
+  report: { startedAt: string },
+  table: string,
+  where: { resultsDir: string; readmePath: string; block: 'token-read' | 'refresh-sweep'; latest: string; title: string },
+): WrittenResults {
+  mkdirSync(where.resultsDir, { recursive: true });
+  const json = join(where.resultsDir, `${where.block}-${report.startedAt.replace(/[:.]/g, '-')}.json`);
   writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
-  const table = markdownTable(report);
-  const markdown = join(resultsDir, 'latest.md');
-  writeFileSync(markdown, `# Token read benchmark: latest run\n\n${table}\nFull record: \`${json.slice(json.lastIndexOf('bench/'))}\`\n`);
-  return { json, markdown, readme: replaceReadmeBlock(readmePath, table, 'token-read') };
+  const markdown = join(where.resultsDir, where.latest);
+  writeFileSync(markdown, `# ${where.title}: latest run\n\n${table}\nFull record: \`${json.slice(json.lastIndexOf('bench/'))}\`\n`);
+  return { json, markdown, readme: replaceReadmeBlock(where.readmePath, table, where.block) };
 }
 
 /**

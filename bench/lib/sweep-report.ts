@@ -4,9 +4,7 @@
  * refresh) and how they are written: a JSON record per run, `sweep-latest.md`, and the
  * `bench:refresh-sweep` block in README.md when its markers are there.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { machineInfo, replaceReadmeBlock } from './report';
+import { machineInfo, writeResults, WrittenResults } from './report';
 
 export const TARGET_SWEEP_RATIO = 1.3;
 
@@ -130,12 +128,6 @@ export function sweepMarkdown(report: RefreshSweepReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function writeSweepReport(report: RefreshSweepReport, resultsDir: string, readmePath: string): { json: string; markdown: string; readme: boolean } {
-  mkdirSync(resultsDir, { recursive: true });
-  const json = join(resultsDir, `refresh-sweep-${report.startedAt.replace(/[:.]/g, '-')}.json`);
-  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
-  const table = sweepMarkdown(report);
-  const markdown = join(resultsDir, 'sweep-latest.md');
-  writeFileSync(markdown, `# Refresh sweep benchmark: latest run\n\n${table}\nFull record: \`${json.slice(json.lastIndexOf('bench/'))}\`\n`);
-  return { json, markdown, readme: replaceReadmeBlock(readmePath, table, 'refresh-sweep') };
+export function writeSweepReport(report: RefreshSweepReport, resultsDir: string, readmePath: string): WrittenResults {
+  return writeResults(report, sweepMarkdown(report), { resultsDir, readmePath, block: 'refresh-sweep', latest: 'sweep-latest.md', title: 'Refresh sweep benchmark' });
 }

@@ -4,25 +4,16 @@
  * release its refresh leases. Sources are transpiled on the fly by ts-node (no type check,
  * no build step), so the child always runs the code under test, never a stale dist/.
  */
-import { ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { ChildServer, spawnChild, waitForOk } from '../../bench/lib/child-process';
 import { freePort, TEST_ADMIN_KEY, TEST_ENCRYPTION_KEYS, TEST_SERVICE_KEY } from './test-broker';
 import { testDatabaseUrl } from './test-database';
 
 const ROOT = join(__dirname, '../..');
-const OUTPUT_KEPT_CHARS = 20_000;
 
-export interface BrokerProcess {
-  readonly pid: number;
+export interface BrokerProcess extends ChildServer {
   /** e.g. http://127.0.0.1:41234 */
   readonly url: string;
-  /** The last few KB of its stdout and stderr (for failure messages). */
-  output(): string;
-  exited(): boolean;
-  /** SIGKILL: no shutdown hooks, no lease release. Resolves once the process is gone. */
-  kill(): Promise<void>;
-  /** SIGTERM (graceful shutdown), then SIGKILL if it is still there after `graceMs`. */
-  stop(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -32,7 +23,8 @@ export interface BrokerProcess {
  */
 export async function startBrokerProcess(env: Record<string, string>, options: { readyTimeoutMs?: number } = {}): Promise<BrokerProcess> {
   const port = await freePort();
-  const child: ChildProcess = spawn(
+  const child = spawnChild(
+    'the broker process',
     process.execPath,
     ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register', join(ROOT, 'apps/token-broker/src/main.ts')],
     {
@@ -54,65 +46,15 @@ export async function startBrokerProcess(env: Record<string, string>, options: {
         ADMIN_API_KEYS: `ops:${TEST_ADMIN_KEY}`,
         ...env,
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  if (child.pid === undefined) throw new Error('could not spawn the broker process');
-  let output = '';
-  const collect = (chunk: Buffer): void => {
-    output = (output + chunk.toString('utf8')).slice(-OUTPUT_KEPT_CHARS);
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  let exited = false;
-  const exit = new Promise<void>((resolve) =>
-    child.once('exit', () => {
-      exited = true;
-      resolve();
-    }),
-  );
-
-  const url = `http://127.0.0.1:${port}`;
-  const processHandle: BrokerProcess = {
-    pid: child.pid,
-    url,
-    output: () => output,
-    exited: () => exited,
-    kill: async () => {
-      if (!exited) child.kill('SIGKILL');
-      await exit;
-    },
-    stop: async (graceMs = 15_000) => {
-      if (exited) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exit;
-      clearTimeout(timer);
-    },
-  };
+  const processHandle: BrokerProcess = { ...child, url: `http://127.0.0.1:${port}` };
 
   try {
-    await waitForReady(url, processHandle, options.readyTimeoutMs ?? 90_000);
+    await waitForOk(`${processHandle.url}/health/ready`, processHandle, options.readyTimeoutMs ?? 90_000);
   } catch (error) {
     await processHandle.kill();
     throw error;
   }
   return processHandle;
-}
-
-async function waitForReady(url: string, child: BrokerProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no answer yet';
-  for (;;) {
-    if (child.exited()) throw new Error(`the broker process exited before it was ready:\n${child.output().trim()}`);
-    try {
-      const response = await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2_000) });
-      if (response.status === 200) return;
-      last = `HTTP ${response.status}`;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    if (Date.now() > deadline) throw new Error(`the broker process was not ready within ${timeoutMs / 1000}s (${last}):\n${child.output().trim()}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
