@@ -54,6 +54,10 @@ describe('GET /tokens/:account', () => {
     await connect('initech', 'copernica');
     const copyai = await read('acme');
     expect(copyai.status).toBe(200);
+    // The answer goes through a compiled response schema: a field it does not list would be dropped.
+    expect(Object.keys(copyai.body).sort()).toEqual(['accessToken', 'account', 'apply', 'expiresAt', 'provider', 'scope', 'tokenType']);
+    expect(copyai.body).toMatchObject({ account: 'acme', provider: 'copyai', tokenType: 'Bearer' });
+    expect(new Date(copyai.body.expiresAt!).getTime()).toBeGreaterThan(Date.now());
     expect(copyai.body.apply.headers.Authorization).toBe(`Bearer ${copyai.body.accessToken}`);
     expect(copyai.body.expiresAt).not.toBeNull();
     const copper = await read('globex');
@@ -205,18 +209,33 @@ describe('GET /tokens/:account', () => {
     expect((await broker.call('/tokens/acme?provider=copyai', { as: 'admin' })).status).toBe(403);
   });
 
-  it('exposes refresh outcomes and connection counts on /metrics, without accounts or tokens', async () => {
+  it('exposes refresh outcomes, reads and connection counts on /metrics, without accounts or tokens', async () => {
+    const scrape = async () => {
+      const response = await broker.call('/metrics');
+      expect(response.status).toBe(200);
+      return response.text();
+    };
+    const readsCounted = (text: string, outcome: string): number =>
+      Number(new RegExp(`^token_broker_token_reads_total\\{provider="copyai",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    const before = await scrape();
     await connect('acme', 'copyai');
     const token = (await read('acme')).body.accessToken;
     await expire('acme');
     expect((await read('acme')).status).toBe(200);
-    const response = await broker.call('/metrics');
-    expect(response.status).toBe(200);
-    const text = await response.text();
+    const text = await scrape();
     expect(text).toMatch(/token_broker_refresh_total\{provider="copyai",trigger="read",outcome="refreshed"\} [1-9]/);
     expect(text).toMatch(/token_broker_connections\{provider="copyai",status="active"\} 1/);
+    expect(readsCounted(text, 'served') - readsCounted(before, 'served')).toBe(2);
     expect(text).not.toContain('acme');
     expect(text).not.toContain(token);
+
+    // Reads are counted between scrapes and added on the next one: none lost, none counted twice.
+    await change(`UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, version = version + 1`);
+    expect((await read('acme')).status).toBe(409);
+    expect((await read('acme')).status).toBe(409);
+    const after = await scrape();
+    expect(readsCounted(after, 'served')).toBe(readsCounted(text, 'served'));
+    expect(readsCounted(after, 'revoked') - readsCounted(text, 'revoked')).toBe(2);
   });
 
   it('a revoked connection answers 409 revoked', async () => {

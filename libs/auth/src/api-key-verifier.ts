@@ -4,8 +4,7 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import { Caller, CallerRole } from './caller';
 
 interface StoredKey {
-  name: string;
-  role: CallerRole;
+  caller: Readonly<Caller>;
   digest: Buffer;
 }
 
@@ -19,17 +18,18 @@ export class ApiKeyVerifier {
   private readonly keys: StoredKey[];
 
   constructor(config: AppConfig) {
-    const stored = (role: CallerRole) => (k: NamedSecret): StoredKey => ({ name: k.name, role, digest: digest(k.secret) });
+    const stored = (role: CallerRole) => (k: NamedSecret): StoredKey => ({ caller: Object.freeze({ name: k.name, role }), digest: digest(k.secret) });
     this.keys = [...config.serviceApiKeys.map(stored('service')), ...config.adminApiKeys.map(stored('admin'))];
   }
 
-  identify(secret: string): Caller | undefined {
+  /** The caller a secret belongs to (one shared, frozen object per key), or undefined. */
+  identify(secret: string): Readonly<Caller> | undefined {
     const presented = digest(secret);
     let match: StoredKey | undefined;
     for (const key of this.keys) {
       if (timingSafeEqual(presented, key.digest) && !match) match = key;
     }
-    return match ? { name: match.name, role: match.role } : undefined;
+    return match?.caller;
   }
 }
 

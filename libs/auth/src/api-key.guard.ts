@@ -16,12 +16,15 @@ export class ApiKeyGuard implements CanActivate {
     private readonly verifier: ApiKeyVerifier,
   ) {}
 
+  /** Access rules by route handler: they are fixed at start-up, and this guard runs on every request. */
+  private readonly accessByHandler = new WeakMap<object, Access | null>();
+
   canActivate(context: ExecutionContext): boolean {
-    const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS_KEY, [context.getHandler(), context.getClass()]);
+    const access = this.accessOf(context);
     if (!access) throw new DomainError(ErrorCode.Forbidden, 'this route declares no access rule and is closed');
     if (access.kind === 'public') return true;
 
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | string[] | undefined> } & Record<string, unknown>>();
+    const request = context.getArgByIndex<{ headers: Record<string, string | string[] | undefined> } & Record<string, unknown>>(0);
     const header = request.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match) throw new DomainError(ErrorCode.Unauthorized, 'send an API key as "Authorization: Bearer <secret>"');
@@ -32,5 +35,15 @@ export class ApiKeyGuard implements CanActivate {
     }
     request[CALLER_KEY] = caller;
     return true;
+  }
+
+  private accessOf(context: ExecutionContext): Access | null {
+    const handler = context.getHandler();
+    let access = this.accessByHandler.get(handler);
+    if (access === undefined) {
+      access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS_KEY, [handler, context.getClass()]) ?? null;
+      this.accessByHandler.set(handler, access);
+    }
+    return access;
   }
 }

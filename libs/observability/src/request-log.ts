@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Level, Logger as Pino } from 'pino';
 
 /** Probes and scrapes: logged only when they fail. */
@@ -10,8 +10,8 @@ const QUIET_PATHS = /^\/(health\/|metrics)/;
  * time. Successful token reads log at debug: at thousands a second an info line each would cost
  * more than the read itself. 4xx answers log at warn, 5xx at error.
  */
-export function logRequests(fastify: FastifyInstance, logger: Pino): void {
-  fastify.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+export function requestLogHook(logger: Pino): (request: FastifyRequest, reply: FastifyReply, done: () => void) => void {
+  return (request, reply, done) => {
     const level = levelFor(request, reply.statusCode);
     if (level && logger.isLevelEnabled(level)) {
       const path = request.url.split('?', 1)[0];
@@ -21,7 +21,7 @@ export function logRequests(fastify: FastifyInstance, logger: Pino): void {
       );
     }
     done();
-  });
+  };
 }
 
 function levelFor(request: FastifyRequest, status: number): Level | undefined {

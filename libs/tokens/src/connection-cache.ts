@@ -60,9 +60,19 @@ export class ConnectionCache implements OnModuleInit, OnApplicationShutdown {
     await this.listener?.end().catch(() => undefined);
   }
 
-  async forAccount(account: string, now: number): Promise<CachedConnection[]> {
+  /**
+   * The account's connections when this replica holds them and may trust them, else undefined.
+   * Synchronous on purpose: a hit is the token read's hot path, and an await there costs a
+   * promise and a microtask turn per request.
+   */
+  cached(account: string, now: number): CachedConnection[] | undefined {
+    if (!this.listening) return undefined;
     const entry = this.entries.get(account);
-    if (this.listening && entry && now - entry.loadedAt < ENTRY_TTL_MS) return entry.connections;
+    return entry !== undefined && now - entry.loadedAt < ENTRY_TTL_MS ? entry.connections : undefined;
+  }
+
+  /** Reads the account's connections from the database (one query per account at a time) and caches them. */
+  load(account: string, now: number): Promise<CachedConnection[]> {
     const pending = this.loading.get(account);
     if (pending) return pending;
     const generation = this.generation;

@@ -37,16 +37,30 @@ export class TokenService {
     private readonly metrics: Metrics,
   ) {}
 
-  async tokenFor(account: string, provider: string | undefined, minValiditySec: number): Promise<IssuedToken> {
+  /**
+   * Synchronous when the account is cached and its token needs no refresh (nearly every read):
+   * no promise is made on the hot path. A cache miss or a refresh makes it a promise.
+   */
+  tokenFor(account: string, provider: string | undefined, minValiditySec: number): IssuedToken | Promise<IssuedToken> {
     const now = this.clock.nowMs();
-    const cached = this.choose(account, provider, await this.cache.forAccount(account, now));
+    const cached = this.cache.cached(account, now);
+    if (cached !== undefined) return this.serve(this.choose(account, provider, cached), minValiditySec, now);
+    return this.cache.load(account, now).then((loaded) => this.serve(this.choose(account, provider, loaded), minValiditySec, now));
+  }
+
+  private serve(cached: CachedConnection, minValiditySec: number, now: number): IssuedToken | Promise<IssuedToken> {
     this.assertUsable(cached);
     const minValidityMs = minValiditySec * 1000;
-    const served =
-      cached.expiresAtMs !== null && cached.expiresAtMs - now < minValidityMs ? await this.refreshForRead(cached, minValidityMs) : cached;
+    if (cached.expiresAtMs !== null && cached.expiresAtMs - now < minValidityMs) {
+      return this.refreshForRead(cached, minValidityMs).then((served) => this.issue(served, cached, now));
+    }
+    return this.issue(cached, cached, now);
+  }
 
+  /** The answer for `served`; usage is recorded on the cached entry the read started from. */
+  private issue(served: CachedConnection, read: CachedConnection, now: number): IssuedToken {
     const accessToken = served.accessTokenVia((sealed) => this.connections.openAccessToken(sealed));
-    this.usage.used(cached, now);
+    this.usage.used(read, now);
     this.metrics.tokenRead(served.provider, 'served');
     return {
       account: served.account,

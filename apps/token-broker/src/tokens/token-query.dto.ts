@@ -47,3 +47,24 @@ export class TokenResponseDto {
   @ApiProperty({ nullable: true, type: String }) scope!: string | null;
   @ApiProperty({ type: TokenApplyDto, description: 'how to present the token to the provider API' }) apply!: TokenApplyDto;
 }
+
+const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;
+
+/**
+ * The 200 answer as JSON Schema, for Fastify's compiled serializer (fast-json-stringify): about
+ * twice as fast as JSON.stringify for this shape, on the hot path. It must list every field of
+ * TokenResponseDto: a field missing here would be left out of the answer.
+ */
+export const TOKEN_RESPONSE_SCHEMA = {
+  type: 'object',
+  required: ['account', 'provider', 'accessToken', 'tokenType', 'expiresAt', 'scope', 'apply'],
+  properties: {
+    account: { type: 'string' },
+    provider: { type: 'string' },
+    accessToken: { type: 'string' },
+    tokenType: { type: 'string' },
+    expiresAt: { type: ['string', 'null'] },
+    scope: { type: ['string', 'null'] },
+    apply: { type: 'object', required: ['headers', 'query'], properties: { headers: stringMap, query: stringMap } },
+  },
+} as const;
