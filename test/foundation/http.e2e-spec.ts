@@ -10,8 +10,12 @@ import { startTestBroker, TestBroker } from '../support/test-broker';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** Routes the broker serves outside Nest's controllers, on purpose: the public API docs. */
-const NON_CONTROLLER_ROUTES = /^\/docs(\/.*|-json|-yaml)?$/;
+/**
+ * Routes the broker serves outside Nest's controllers, on purpose: the public API docs, and the
+ * token read, which Fastify serves directly for speed and which checks the service key itself
+ * (apps/token-broker/src/tokens/token-read.route.ts; proven below).
+ */
+const NON_CONTROLLER_ROUTES = [/^\/docs(\/.*|-json|-yaml)?$/, /^\/tokens\/:account$/];
 
 interface ControllerRoute {
   method: string;
@@ -162,13 +166,13 @@ describe('HTTP surface', () => {
       expect(offenders).toEqual([]);
     });
 
-    it('every route Fastify serves goes through a controller (and so through the guard), except the API docs', () => {
+    it('every route Fastify serves goes through a controller (and so through the guard), except the API docs and the token read', () => {
       const served = fastifyRoutes(broker);
       expect(served).toEqual(expect.arrayContaining([{ method: 'GET', path: '/health/ready' }]));
 
       const declared = new Set(controllerRoutes(broker).map((r) => `${r.method} ${r.path}`));
       const unguarded = served
-        .filter((route) => !NON_CONTROLLER_ROUTES.test(route.path))
+        .filter((route) => !NON_CONTROLLER_ROUTES.some((pattern) => pattern.test(route.path)))
         .filter((route) => {
           // Fastify answers HEAD for every GET route by itself.
           const method = route.method === 'HEAD' ? 'GET' : route.method;
@@ -176,6 +180,22 @@ describe('HTTP surface', () => {
         })
         .map((route) => `${route.method} ${route.path}`);
       expect(unguarded).toEqual([]);
+      expect(served).toEqual(expect.arrayContaining([{ method: 'GET', path: '/tokens/:account' }]));
+    });
+
+    it('the token read, served outside the controllers, wants a service key before anything else', async () => {
+      const status = async (init: RequestInit & { as?: 'service' | 'admin' }, method = 'GET') => {
+        const response = await broker.call('/tokens/nobody-here', { ...init, method });
+        const text = await response.text();
+        return method === 'HEAD' ? { status: response.status } : { status: response.status, error: (JSON.parse(text) as { error: string }).error };
+      };
+      expect(await status({})).toEqual({ status: 401, error: 'unauthorized' });
+      expect(await status({ headers: { authorization: 'Basic c2VydmljZTprZXk=' } })).toEqual({ status: 401, error: 'unauthorized' });
+      expect(await status({ headers: { authorization: 'Bearer not-a-key-of-this-broker' } })).toEqual({ status: 401, error: 'unauthorized' });
+      expect(await status({ as: 'admin' })).toEqual({ status: 403, error: 'forbidden' });
+      expect(await status({}, 'HEAD')).toEqual({ status: 401 });
+      // With the service key the request gets through to the lookup.
+      expect(await status({ as: 'service' })).toEqual({ status: 404, error: 'connection_not_found' });
     });
   });
 
@@ -192,8 +212,23 @@ describe('HTTP surface', () => {
       expect(response.status).toBe(200);
       const document = (await response.json()) as { openapi: string; paths: Record<string, unknown>; components: { securitySchemes: Record<string, unknown> } };
       expect(document.openapi).toMatch(/^3\./);
-      expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/health/live', '/health/ready']));
+      expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/health/live', '/health/ready', '/tokens/{account}', '/connect-sessions']));
       expect(Object.values(document.components.securitySchemes)).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'http', scheme: 'bearer' })]));
+    });
+
+    it('/docs-json describes the token read (served outside the controllers) like a controller route', async () => {
+      type Operation = { security: unknown; parameters: Array<{ name: string; in: string }>; responses: Record<string, { content?: Record<string, { schema: { $ref?: string } }> }> };
+      const document = (await (await broker.call('/docs-json')).json()) as {
+        paths: Record<string, { get?: Operation }>;
+        components: { securitySchemes: Record<string, unknown>; schemas: Record<string, { properties: Record<string, unknown> }> };
+      };
+      const read = document.paths['/tokens/{account}'].get!;
+      expect(read.security).toEqual([{ bearer: [] }]);
+      expect(Object.keys(document.components.securitySchemes)).toContain('bearer');
+      expect(read.parameters.map((p) => `${p.in} ${p.name}`)).toEqual(['path account', 'query provider', 'query minValidity']);
+      expect(read.responses['200'].content!['application/json'].schema.$ref).toBe('#/components/schemas/TokenResponseDto');
+      expect(Object.keys(document.components.schemas.TokenResponseDto.properties).sort()).toEqual(['accessToken', 'account', 'apply', 'expiresAt', 'provider', 'scope', 'tokenType']);
+      expect(Object.keys(read.responses)).toEqual(['200', '400', '401', '403', '404', '409', '503']);
     });
   });
 });

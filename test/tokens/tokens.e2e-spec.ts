@@ -194,6 +194,9 @@ describe('GET /tokens/:account', () => {
       ['/tokens/acme?provider=dropbox', 400, 'provider_unknown'],
       ['/tokens/acme?provider=copernica', 404, 'connection_not_found'],
       ['/tokens/nobody', 404, 'connection_not_found'],
+      ['/tokens/', 400, 'invalid_account'],
+      ['/tokens/acme?provider=copyai&scope=all', 400, 'validation_failed'],
+      ['/tokens/acme?provider=copyai&provider=copper', 400, 'validation_failed'],
       ['/tokens/acme?provider=copyai&minValidity=-5', 400, 'validation_failed'],
       ['/tokens/acme?provider=copyai&minValidity=99999999', 400, 'validation_failed'],
       ['/tokens/acme?provider=copyai&minValidity=abc', 400, 'validation_failed'],
@@ -236,6 +239,24 @@ describe('GET /tokens/:account', () => {
     const after = await scrape();
     expect(readsCounted(after, 'served')).toBe(readsCounted(text, 'served'));
     expect(readsCounted(after, 'revoked') - readsCounted(text, 'revoked')).toBe(2);
+  });
+
+  it('a token that cannot be opened answers 500 token_unreadable and the broker keeps serving the others', async () => {
+    await connect('acme', 'copyai');
+    await connect('globex', 'copyai');
+    const sealed = await db.query<Array<{ access_token_sealed: string }>>(`SELECT access_token_sealed FROM connections WHERE account = 'acme'`);
+    // Flip one character of the sealed value: authenticated encryption must refuse it.
+    const value = sealed[0].access_token_sealed;
+    const at = value.length - 5;
+    const altered = value.slice(0, at) + (value[at] === 'A' ? 'B' : 'A') + value.slice(at + 1);
+    await change(`UPDATE connections SET access_token_sealed = $1, version = version + 1 WHERE account = 'acme'`, [altered]);
+    const broken = await broker.call('/tokens/acme', { as: 'service' });
+    expect(broken.status).toBe(500);
+    const body = (await broken.json()) as { error: string; message: string; connectionId: string };
+    expect(body.error).toBe('token_unreadable');
+    expect(body.message).toMatch(/reconnect the account/);
+    expect(body.message).not.toContain(value);
+    expect((await read('globex')).status).toBe(200);
   });
 
   it('a revoked connection answers 409 revoked', async () => {

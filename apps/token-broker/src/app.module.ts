@@ -15,7 +15,7 @@ import { ConnectController } from './connect/connect.controller';
 import { ConnectSessionsController } from './connect/connect-sessions.controller';
 import { HealthModule } from './health/health.module';
 import { MetricsController } from './metrics/metrics.controller';
-import { TokensController } from './tokens/tokens.controller';
+import { TokenReadRoute } from './tokens/token-read.route';
 import { ErrorFilter } from './http/error.filter';
 import { AdminModule } from './admin/admin.module';
 
@@ -56,8 +56,8 @@ export class AppModule {
         RefreshModule,
         AdminModule,
       ],
-      controllers: [ConnectSessionsController, ConnectController, TokensController, MetricsController],
-      providers: [{ provide: APP_FILTER, useClass: ErrorFilter }, BrokerScheduler],
+      controllers: [ConnectSessionsController, ConnectController, MetricsController],
+      providers: [{ provide: APP_FILTER, useClass: ErrorFilter }, BrokerScheduler, TokenReadRoute],
     };
   }
 }

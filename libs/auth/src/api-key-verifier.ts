@@ -1,10 +1,13 @@
+import { DomainError, ErrorCode } from '@app/common';
 import { AppConfig, NamedSecret } from '@app/config';
 import { Injectable } from '@nestjs/common';
 import { hash, timingSafeEqual } from 'node:crypto';
 import { Caller, CallerRole } from './caller';
 
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
 interface StoredKey {
-  caller: Readonly<Caller>;
+  caller: Caller;
   digest: Buffer;
 }
 
@@ -22,8 +25,22 @@ export class ApiKeyVerifier {
     this.keys = [...config.serviceApiKeys.map(stored('service')), ...config.adminApiKeys.map(stored('admin'))];
   }
 
+  /**
+   * The caller an `Authorization` header proves, when it is a key of `role`; otherwise the
+   * 401/403 DomainError that says what is wrong (never echoing the secret). Used by ApiKeyGuard
+   * and by the token read route, which Fastify serves without Nest's guards (see token-read.route.ts).
+   */
+  authorize(authorization: string | string[] | undefined, role: CallerRole): Caller {
+    const match = typeof authorization === 'string' ? BEARER.exec(authorization) : null;
+    if (!match) throw new DomainError(ErrorCode.Unauthorized, 'send an API key as "Authorization: Bearer <secret>"');
+    const caller = this.identify(match[1]);
+    if (!caller) throw new DomainError(ErrorCode.Unauthorized, 'the API key is not recognised');
+    if (caller.role !== role) throw new DomainError(ErrorCode.Forbidden, `this route needs a ${role} key; "${caller.name}" is a ${caller.role} key`);
+    return caller;
+  }
+
   /** The caller a secret belongs to (one shared, frozen object per key), or undefined. */
-  identify(secret: string): Readonly<Caller> | undefined {
+  identify(secret: string): Caller | undefined {
     const presented = digest(secret);
     let match: StoredKey | undefined;
     for (const key of this.keys) {

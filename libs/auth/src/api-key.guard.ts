@@ -25,14 +25,7 @@ export class ApiKeyGuard implements CanActivate {
     if (access.kind === 'public') return true;
 
     const request = context.getArgByIndex<{ headers: Record<string, string | string[] | undefined> } & Record<string, unknown>>(0);
-    const header = request.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!match) throw new DomainError(ErrorCode.Unauthorized, 'send an API key as "Authorization: Bearer <secret>"');
-    const caller = this.verifier.identify(match[1]);
-    if (!caller) throw new DomainError(ErrorCode.Unauthorized, 'the API key is not recognised');
-    if (caller.role !== access.role) {
-      throw new DomainError(ErrorCode.Forbidden, `this route needs a ${access.role} key; "${caller.name}" is a ${caller.role} key`);
-    }
+    const caller = this.verifier.authorize(request.headers.authorization, access.role);
     request[CALLER_KEY] = caller;
     return true;
   }

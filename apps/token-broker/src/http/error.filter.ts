@@ -22,10 +22,8 @@ const CODE_BY_STATUS: Record<number, ErrorCode> = {
 };
 
 /**
- * The one place errors become HTTP responses: `{statusCode, error, message}`. Domain errors
- * carry their code; framework errors are mapped by status; anything else is an internal
- * error, logged once with the request id the caller also receives (never the cause's text,
- * which might hold a secret).
+ * Nest's side of the one place errors become HTTP responses (sendError below): every controller
+ * route's errors arrive here.
  */
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
@@ -33,36 +31,45 @@ export class ErrorFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const http = host.switchToHttp();
-    const reply = http.getResponse<FastifyReply>();
-    const request = http.getRequest<FastifyRequest>();
-    const body = this.toBody(exception, request);
-    if (body.statusCode >= 500 && body.error === ErrorCode.Internal) {
-      this.logger.error({ requestId: request.id, err: exception }, 'unhandled error');
-    }
-    if (typeof body.retryAfter === 'number') void reply.header('retry-after', String(body.retryAfter));
-    void reply.status(body.statusCode).header('content-type', 'application/json; charset=utf-8').send(body);
+    sendError(exception, http.getRequest<FastifyRequest>(), http.getResponse<FastifyReply>(), this.logger);
   }
+}
 
-  private toBody(exception: unknown, request: FastifyRequest): ErrorBody {
-    if (exception instanceof DomainError) {
-      return { ...exception.details, statusCode: exception.status, error: exception.code, message: exception.message };
-    }
-    if (exception instanceof HttpException) {
-      const status = exception.getStatus();
-      const code = CODE_BY_STATUS[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.ValidationFailed);
-      return { statusCode: status, error: code, message: httpMessage(exception, code, request) };
-    }
-    const fastifyError = exception as FastifyFrameworkError;
-    if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500 && fastifyError.code?.startsWith('FST_')) {
-      return frameworkErrorBody(fastifyError);
-    }
-    return {
-      statusCode: HTTP_STATUS_BY_CODE[ErrorCode.Internal],
-      error: ErrorCode.Internal,
-      message: `internal error; quote request id ${request.id} when reporting it`,
-      requestId: request.id,
-    };
+/**
+ * The one place errors become HTTP responses: `{statusCode, error, message}`. Domain errors
+ * carry their code; framework errors are mapped by status; anything else is an internal
+ * error, logged once with the request id the caller also receives (never the cause's text,
+ * which might hold a secret). Used by ErrorFilter and by the routes Fastify serves without Nest
+ * (the token read, see token-read.route.ts).
+ */
+export function sendError(exception: unknown, request: FastifyRequest, reply: FastifyReply, logger: Pick<Logger, 'error'>): void {
+  const body = errorBody(exception, request);
+  if (body.statusCode >= 500 && body.error === ErrorCode.Internal) {
+    logger.error({ requestId: request.id, err: exception }, 'unhandled error');
   }
+  if (typeof body.retryAfter === 'number') void reply.header('retry-after', String(body.retryAfter));
+  void reply.status(body.statusCode).header('content-type', 'application/json; charset=utf-8').send(body);
+}
+
+function errorBody(exception: unknown, request: FastifyRequest): ErrorBody {
+  if (exception instanceof DomainError) {
+    return { ...exception.details, statusCode: exception.status, error: exception.code, message: exception.message };
+  }
+  if (exception instanceof HttpException) {
+    const status = exception.getStatus();
+    const code = CODE_BY_STATUS[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.ValidationFailed);
+    return { statusCode: status, error: code, message: httpMessage(exception, code, request) };
+  }
+  const fastifyError = exception as FastifyFrameworkError;
+  if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500 && fastifyError.code?.startsWith('FST_')) {
+    return frameworkErrorBody(fastifyError);
+  }
+  return {
+    statusCode: HTTP_STATUS_BY_CODE[ErrorCode.Internal],
+    error: ErrorCode.Internal,
+    message: `internal error; quote request id ${request.id} when reporting it`,
+    requestId: request.id,
+  };
 }
 
 interface FastifyFrameworkError {
