@@ -15,7 +15,10 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  * token read, which Fastify serves directly for speed and which checks the service key itself
  * (apps/token-broker/src/tokens/token-read.route.ts; proven below).
  */
-const NON_CONTROLLER_ROUTES = [/^\/docs(\/.*|-json|-yaml)?$/, /^\/tokens\/:account$/];
+const NON_CONTROLLER_ROUTES: Array<{ methods: string[]; path: RegExp }> = [
+  { methods: ['GET', 'HEAD'], path: /^\/docs(\/.*|-json|-yaml)?$/ },
+  { methods: ['GET', 'HEAD'], path: /^\/tokens\/:account$/ },
+];
 
 interface ControllerRoute {
   method: string;
@@ -172,7 +175,7 @@ describe('HTTP surface', () => {
 
       const declared = new Set(controllerRoutes(broker).map((r) => `${r.method} ${r.path}`));
       const unguarded = served
-        .filter((route) => !NON_CONTROLLER_ROUTES.some((pattern) => pattern.test(route.path)))
+        .filter((route) => !NON_CONTROLLER_ROUTES.some((allowed) => allowed.methods.includes(route.method) && allowed.path.test(route.path)))
         .filter((route) => {
           // Fastify answers HEAD for every GET route by itself.
           const method = route.method === 'HEAD' ? 'GET' : route.method;
@@ -226,9 +229,9 @@ describe('HTTP surface', () => {
       expect(read.security).toEqual([{ bearer: [] }]);
       expect(Object.keys(document.components.securitySchemes)).toContain('bearer');
       expect(read.parameters.map((p) => `${p.in} ${p.name}`)).toEqual(['path account', 'query provider', 'query minValidity']);
-      expect(read.responses['200'].content!['application/json'].schema.$ref).toBe('#/components/schemas/TokenResponseDto');
-      expect(Object.keys(document.components.schemas.TokenResponseDto.properties).sort()).toEqual(['accessToken', 'account', 'apply', 'expiresAt', 'provider', 'scope', 'tokenType']);
-      expect(Object.keys(read.responses)).toEqual(['200', '400', '401', '403', '404', '409', '503']);
+      expect(read.responses['200'].content!['application/json'].schema.$ref).toBe('#/components/schemas/TokenResponse');
+      expect(Object.keys(document.components.schemas.TokenResponse.properties).sort()).toEqual(['accessToken', 'account', 'apply', 'expiresAt', 'provider', 'scope', 'tokenType']);
+      expect(Object.keys(read.responses)).toEqual(['200', '400', '401', '403', '404', '409', '500', '502', '503']);
     });
   });
 });

@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { AppModule } from './app.module';
 import { frameworkErrorBody } from './http/error.filter';
 import { documentTokenRead } from './tokens/token-read.route';
-import { TokenResponseDto } from './tokens/token-query.dto';
 
 export interface RunningBroker {
   app: NestFastifyApplication;
@@ -81,7 +80,6 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
         .setDescription('OAuth 2.0 token broker for Copper, Copernica and Copy.ai')
         .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'a service or admin API key' })
         .build(),
-      { extraModels: [TokenResponseDto] },
     );
     documentTokenRead(document);
     SwaggerModule.setup('docs', app, document);

@@ -16,8 +16,11 @@ export class ApiKeyGuard implements CanActivate {
     private readonly verifier: ApiKeyVerifier,
   ) {}
 
-  /** Access rules by route handler: they are fixed at start-up, and this guard runs on every request. */
-  private readonly accessByHandler = new WeakMap<object, Access | null>();
+  /**
+   * Access rules by controller class and handler: fixed at start-up, and this guard runs on every
+   * request. By class too, because a rule may be set on the class and a handler may be inherited.
+   */
+  private readonly accessByRoute = new WeakMap<object, WeakMap<object, Access | null>>();
 
   canActivate(context: ExecutionContext): boolean {
     const access = this.accessOf(context);
@@ -31,11 +34,17 @@ export class ApiKeyGuard implements CanActivate {
   }
 
   private accessOf(context: ExecutionContext): Access | null {
+    const controller = context.getClass();
     const handler = context.getHandler();
-    let access = this.accessByHandler.get(handler);
+    let byHandler = this.accessByRoute.get(controller);
+    if (byHandler === undefined) {
+      byHandler = new WeakMap();
+      this.accessByRoute.set(controller, byHandler);
+    }
+    let access = byHandler.get(handler);
     if (access === undefined) {
-      access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS_KEY, [handler, context.getClass()]) ?? null;
-      this.accessByHandler.set(handler, access);
+      access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS_KEY, [handler, controller]) ?? null;
+      byHandler.set(handler, access);
     }
     return access;
   }

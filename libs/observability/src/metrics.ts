@@ -44,7 +44,8 @@ export class Metrics {
 
   /**
    * GET /tokens answers not yet added to `tokenReads`, by provider. The read path counts every
-   * request, and a plain increment costs a fraction of prom-client's labelled inc().
+   * request; a number incremented here keeps prom-client's label lookup off it, and the counts
+   * reach `tokenReads` whenever the registry is read (each scrape).
    */
   private readonly pendingTokenReads = new Map<string, Record<TokenReadOutcome, number>>();
 

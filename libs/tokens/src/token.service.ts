@@ -39,7 +39,9 @@ export class TokenService {
 
   /**
    * Synchronous when the account is cached and its token needs no refresh (nearly every read):
-   * no promise is made on the hot path. A cache miss or a refresh makes it a promise.
+   * no promise is made on the hot path. A cache miss or a refresh makes it a promise. So a caller
+   * must expect both a synchronous throw and a rejection: `await` inside a try, or hand the
+   * result to Fastify (TokenReadRoute), handles both; `.then()`/`.catch()` on the result does not.
    */
   tokenFor(account: string, provider: string | undefined, minValiditySec: number): IssuedToken | Promise<IssuedToken> {
     const now = this.clock.nowMs();

@@ -3,20 +3,24 @@ import { ACCOUNT_ID_PATTERN, assertAccountId } from '@app/common';
 import { IssuedToken, MAX_MIN_VALIDITY_SEC, TokenService } from '@app/tokens';
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { getSchemaPath, OpenAPIObject } from '@nestjs/swagger';
+import { OpenAPIObject } from '@nestjs/swagger';
+import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sendError } from '../http/error.filter';
-import { parseTokenQuery, TOKEN_RESPONSE_SCHEMA, TokenResponseDto } from './token-query.dto';
+import { parseTokenQuery, TOKEN_RESPONSE_SCHEMA } from './token-read.dto';
 
 export const TOKEN_READ_PATH = '/tokens/:account';
 
 /**
  * GET /tokens/:account, the broker's hot path, served by Fastify directly instead of a Nest
- * controller. Nest's per-request pipeline (execution context, guard consumer, param pipes,
- * response controller: a dozen promises per request) cost as much as everything the read itself
- * does: in one `bench/compare.ts` run (10 rounds, 2026-11-25) the same code as a controller
- * route answered at 0.454 of raw `node:http`, as this route at 0.565, and a controller returning
- * a constant at 0.518. The DESIGN target is 0.45 on any machine.
+ * controller, because Nest's per-request pipeline (execution context, guard consumer, param
+ * pipes, response controller) costs more than the read's own work. Measured with
+ * `bench/compare.ts` on 2026-11-25 (bench/results/variants/README.md), 10 rounds each, as
+ * broker/raw `node:http`:
+ * - same code as a controller route 0.454, as a hand-patched Fastify route 0.565; a controller
+ *   answering a constant, with no work at all, 0.518;
+ * - in a second run, same code as a controller route 0.487, this route as committed 0.520.
+ * The DESIGN target is 0.45.
  *
  * It is the one route outside a controller besides /docs, and it gives up nothing a controller
  * route gets: the service key is checked by the guard's own ApiKeyVerifier.authorize, errors go
@@ -40,31 +44,38 @@ export class TokenReadRoute implements OnModuleInit {
     fastify.route({
       method: 'GET',
       url: TOKEN_READ_PATH,
-      // Serialised by a compiled fast-json-stringify function: about twice as fast as JSON.stringify.
+      // Serialised by a function fast-json-stringify compiles from the schema (see TOKEN_RESPONSE_SCHEMA).
       schema: { response: { 200: TOKEN_RESPONSE_SCHEMA } },
       handler: (request, reply) => this.read(request as FastifyRequest<{ Params: { account: string } }>, reply),
       errorHandler: (error, request, reply) => sendError(error, request, reply, this.logger),
     });
   }
 
-  /** Synchronous for a cached token that needs no refresh; a promise otherwise (see TokenService.tokenFor). */
+  /**
+   * Synchronous for a cached token that needs no refresh; a promise otherwise (see
+   * TokenService.tokenFor). Fastify sends either, and routes a synchronous throw or a rejection
+   * alike to the errorHandler.
+   */
   private read(request: FastifyRequest<{ Params: { account: string } }>, reply: FastifyReply): IssuedToken | Promise<IssuedToken> {
+    // First, so that every answer carries it, errors included.
+    void reply.header('cache-control', 'no-store');
     this.verifier.authorize(request.headers.authorization, 'service');
     const account = request.params.account;
     assertAccountId(account);
     const { provider, minValiditySec } = parseTokenQuery(request.query as Record<string, unknown>);
-    void reply.header('cache-control', 'no-store');
     return this.tokens.tokenFor(account, provider, minValiditySec);
   }
 }
 
 /** Adds GET /tokens/{account} to the OpenAPI document, as @nestjs/swagger would for a controller route. */
 export function documentTokenRead(document: OpenAPIObject): void {
-  const errorBody = {
-    type: 'object' as const,
+  const errorBody: SchemaObject = {
+    type: 'object',
     required: ['statusCode', 'error', 'message'],
-    properties: { statusCode: { type: 'integer' as const }, error: { type: 'string' as const }, message: { type: 'string' as const } },
+    properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
   };
+  document.components ??= {};
+  document.components.schemas = { ...document.components.schemas, TokenResponse: TOKEN_RESPONSE_SCHEMA as unknown as SchemaObject };
   const error = (description: string) => ({ description, content: { 'application/json': { schema: errorBody } } });
   document.paths['/tokens/{account}'] = {
     get: {
@@ -90,12 +101,14 @@ export function documentTokenRead(document: OpenAPIObject): void {
         },
       ],
       responses: {
-        200: { description: 'the token', content: { 'application/json': { schema: { $ref: getSchemaPath(TokenResponseDto) } } } },
+        200: { description: 'the token', content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenResponse' } } } },
         400: error('invalid_account, provider_unknown, provider_ambiguous (lists the providers) or validation_failed'),
         401: error('no API key, or one that is not recognised'),
         403: error('not a service key'),
         404: error('connection_not_found'),
         409: error('needs_reauth or revoked: open a new connect session'),
+        500: error('token_unreadable: the stored token cannot be decrypted (its key left TOKEN_ENCRYPTION_KEYS, or the row was altered); or internal, with a request id'),
+        502: error('provider_misconfigured: the token expired and the provider rejected the broker\'s client credentials'),
         503: error('provider_unavailable: the token expired and could not be refreshed (Retry-After)'),
       },
     },
