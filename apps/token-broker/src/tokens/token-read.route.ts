@@ -28,6 +28,10 @@ export const TOKEN_READ_PATH = '/tokens/:account';
  * adapter's hooks (every route runs them), and its OpenAPI entry is added by documentTokenRead.
  * test/foundation/http.e2e-spec.ts lists it as the only guarded route outside a controller and
  * checks it refuses a missing, unknown or admin key.
+ *
+ * What it must never do: skip the key check or answer in another error shape. And what it cannot
+ * get: a global guard, interceptor or pipe added to the app later does not run here; add what
+ * this route needs of it by hand.
  */
 @Injectable()
 export class TokenReadRoute implements OnModuleInit {
