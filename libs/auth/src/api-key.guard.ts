@@ -16,36 +16,14 @@ export class ApiKeyGuard implements CanActivate {
     private readonly verifier: ApiKeyVerifier,
   ) {}
 
-  /**
-   * Access rules by controller class and handler: fixed at start-up, and this guard runs on every
-   * request. By class too, because a rule may be set on the class and a handler may be inherited.
-   */
-  private readonly accessByRoute = new WeakMap<object, WeakMap<object, Access | null>>();
-
   canActivate(context: ExecutionContext): boolean {
-    const access = this.accessOf(context);
+    const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS_KEY, [context.getHandler(), context.getClass()]);
     if (!access) throw new DomainError(ErrorCode.Forbidden, 'this route declares no access rule and is closed');
     if (access.kind === 'public') return true;
 
-    const request = context.getArgByIndex<{ headers: Record<string, string | string[] | undefined> } & Record<string, unknown>>(0);
+    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | string[] | undefined> } & Record<string, unknown>>();
     const caller = this.verifier.authorize(request.headers.authorization, access.role);
     request[CALLER_KEY] = caller;
     return true;
-  }
-
-  private accessOf(context: ExecutionContext): Access | null {
-    const controller = context.getClass();
-    const handler = context.getHandler();
-    let byHandler = this.accessByRoute.get(controller);
-    if (byHandler === undefined) {
-      byHandler = new WeakMap();
-      this.accessByRoute.set(controller, byHandler);
-    }
-    let access = byHandler.get(handler);
-    if (access === undefined) {
-      access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS_KEY, [handler, controller]) ?? null;
-      byHandler.set(handler, access);
-    }
-    return access;
   }
 }
