@@ -5,6 +5,7 @@
  * `bench:refresh-sweep` block in README.md when its markers are there.
  */
 import { machineInfo, writeResults, WrittenResults } from './report';
+import type { SweepSettings } from './settings';
 
 export const TARGET_SWEEP_RATIO = 1.3;
 
@@ -13,14 +14,7 @@ export interface RefreshSweepReport {
   startedAt: string;
   finishedAt: string;
   machine: ReturnType<typeof machineInfo>;
-  settings: {
-    count: number;
-    latencyMs: number;
-    concurrency: number;
-    batchSize: number;
-    budgetPerMinute: number;
-    intervalMs: number;
-    tokenLifetimeSec: { minSec: number; maxSec: number };
+  settings: Omit<SweepSettings, 'databasePoolSize' | 'stallSec'> & {
     databasePoolSize: number | 'default';
     rotateRefreshTokens: boolean;
     seedMode: string;
