@@ -4,7 +4,7 @@ import { AddressInfo } from 'node:net';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox, SandboxProvider } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { seedConnections } from '../../bench/lib/seed-connections';
-import { connectUrlFor, dance } from '../support/connect-dance';
+import { connectAccount } from '../support/connect-dance';
 import { useBrokerSuite } from '../support/broker-suite';
 import { captureLogs, startTestBroker, TEST_ENCRYPTION_KEYS, TestBroker } from '../support/test-broker';
 import { testDatabaseUrl } from '../support/test-database';
@@ -73,10 +73,7 @@ describe('/admin', () => {
   let db: DataSource;
   beforeAll(() => ({ sandbox, broker, db } = suite));
 
-  const connect = async (account: string, provider: SandboxProvider): Promise<void> => {
-    const result = await dance(broker, await connectUrlFor(broker, account, provider));
-    expect(result.finalBody).toContain('Connected to');
-  };
+  const connect = (account: string, provider: SandboxProvider): Promise<void> => connectAccount(broker, account, provider);
   /** An admin call. Whatever it answers, no sandbox-issued token may be in the body. */
   const admin = async <T = Record<string, unknown>>(path: string, method: 'GET' | 'POST' = 'GET', on: TestBroker = broker): Promise<Answer<T>> => {
     const response = await on.call(path, { as: 'admin', method });

@@ -8,7 +8,7 @@ import { ManualClock } from '@app/common';
 import { BACKOFF_BASE_MS, MISCONFIGURED_RETRY_MS, RefreshSweeper, SweepReport } from '@app/refresh';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
-import { connectUrlFor, dance } from '../support/connect-dance';
+import { connectAccount } from '../support/connect-dance';
 import { useBrokerSuite } from '../support/broker-suite';
 import { TestBroker } from '../support/test-broker';
 import { acceptedBySandbox, ms, RefreshRow, refreshRow, storedAccessToken } from './refresh-fixtures';
@@ -22,8 +22,7 @@ describe('refresh sweep failures, simulated time', () => {
   beforeAll(() => ({ sandbox, broker, db } = suite));
 
   const connect = async (account: string): Promise<RefreshRow> => {
-    const result = await dance(broker, await connectUrlFor(broker, account, 'copyai'));
-    expect(result.finalBody).toContain('Connected to');
+    await connectAccount(broker, account, 'copyai');
     return row(account);
   };
   const row = (account: string): Promise<RefreshRow> => refreshRow(db, account, 'copyai');

@@ -30,6 +30,14 @@ export async function connectUrlFor(broker: TestBroker, account: string, provide
   return ((await response.json()) as { connectUrl: string }).connectUrl;
 }
 
+/** Connects `account` to `provider` through the whole dance, the user allowing; fails unless the broker says it is connected. */
+export async function connectAccount(broker: TestBroker, account: string, provider: string): Promise<void> {
+  const result = await dance(broker, await connectUrlFor(broker, account, provider));
+  if (!result.finalBody.includes('Connected to')) {
+    throw new Error(`connecting ${account} to ${provider} ended with ${result.final.status}: ${result.finalBody.slice(0, 300)}`);
+  }
+}
+
 /** Opens the connect link and follows the dance to the broker's callback answer. */
 export async function dance(
   broker: TestBroker,

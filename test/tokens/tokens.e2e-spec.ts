@@ -2,7 +2,7 @@ import { ManualClock } from '@app/common';
 import { USAGE_RESOLUTION_MS, UsageRecorder } from '@app/tokens';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
-import { connectUrlFor, dance } from '../support/connect-dance';
+import { connectAccount } from '../support/connect-dance';
 import { useBrokerSuite } from '../support/broker-suite';
 import { startTestBroker, TestBroker } from '../support/test-broker';
 
@@ -23,10 +23,7 @@ describe('GET /tokens/:account', () => {
   let db: DataSource;
   beforeAll(() => ({ sandbox, broker, db } = suite));
 
-  const connect = async (account: string, provider: string): Promise<void> => {
-    const result = await dance(broker, await connectUrlFor(broker, account, provider));
-    expect(result.finalBody).toContain('Connected to');
-  };
+  const connect = (account: string, provider: string): Promise<void> => connectAccount(broker, account, provider);
   const read = async (account: string, query = '', on: TestBroker = broker): Promise<{ status: number; body: TokenBody; headers: Headers }> => {
     const response = await on.call(`/tokens/${account}${query}`, { as: 'service' });
     return { status: response.status, body: (await response.json()) as TokenBody, headers: response.headers };
