@@ -244,6 +244,9 @@ describe('loadConfig', () => {
         endpoints: copper.defaultEndpoints,
         scope: copper.defaultScope,
         usePkce: false,
+        clientAuth: 'client_secret_post',
+        authorizeParams: {},
+        issuer: null,
       });
       expect(config.providers.copper?.scope).toBe('developer/v1/all');
       expect(config.providers.copernica?.endpoints).toEqual(providerDefinition('copernica').defaultEndpoints);

@@ -211,6 +211,9 @@ function readProvider(
     endpoints: endpoints as ProviderSettings['endpoints'],
     scope: read(`${prefix}_SCOPE`) ?? definition.defaultScope,
     usePkce: usePkce === 'true',
+    clientAuth: 'client_secret_post',
+    authorizeParams: {},
+    issuer: null,
   };
 }
 

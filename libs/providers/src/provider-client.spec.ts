@@ -59,6 +59,9 @@ function settingsFor(id: ProviderId, base: string): ProviderSettings {
     endpoints: { authorizeUrl: `${base}/authorize`, tokenUrl: `${base}/token`, apiUrl: `${base}/api`, revokeUrl: `${base}/revoke` },
     scope: null,
     usePkce: false,
+    clientAuth: 'client_secret_post',
+    authorizeParams: {},
+    issuer: null,
   };
 }
 
