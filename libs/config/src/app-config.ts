@@ -1,4 +1,5 @@
 import type { ProviderId, ProviderSettings } from '@app/providers';
+import { inspect } from 'node:util';
 import type { NamedSecret } from './named-secret';
 
 /** REFRESH_*: how the refresh engine and the sweep behave (documented in the README). */
@@ -17,7 +18,10 @@ export interface RefreshSettings {
 }
 
 /** The plain values an AppConfig is built from. */
-export type AppConfigValues = Omit<AppConfig, 'isProduction' | 'toJSON'>;
+export type AppConfigValues = Omit<AppConfig, 'isProduction' | 'toJSON' | typeof inspect.custom>;
+
+/** Fields holding a secret (or, for providers and the database URL, an object or URL carrying one). */
+const SECRET_FIELDS: ReadonlyArray<keyof AppConfigValues> = ['databaseUrl', 'tokenEncryptionKeys', 'serviceApiKeys', 'adminApiKeys', 'providers'];
 
 /**
  * The broker's configuration, parsed and validated once at boot (see load-config.ts).
@@ -45,13 +49,20 @@ export class AppConfig {
 
   constructor(values: AppConfigValues) {
     Object.assign(this, values);
+    // Non-enumerable: a spread, Object.entries() or a logger walking the object passes them by.
+    for (const field of SECRET_FIELDS) Object.defineProperty(this, field, { enumerable: false });
   }
 
   get isProduction(): boolean {
     return this.nodeEnv === 'production';
   }
 
-  /** Never print secrets: what `console.log(config)` or a logger would show. */
+  /** What `console.log(config)` and `util.inspect(config)` print: the same harmless view as JSON. */
+  [inspect.custom](): Record<string, unknown> {
+    return this.toJSON();
+  }
+
+  /** Never print secrets: what `JSON.stringify(config)` or a logger would show. */
   toJSON(): Record<string, unknown> {
     return {
       nodeEnv: this.nodeEnv,

@@ -144,7 +144,7 @@ describe('loadConfig', () => {
       const productionDataDir = join(dataDir, 'never-created');
       const error = configError({ NODE_ENV: 'production', DATA_DIR: productionDataDir });
 
-      for (const variable of ['DATABASE_URL', 'PUBLIC_URL', 'TOKEN_ENCRYPTION_KEYS', 'SERVICE_API_KEYS', 'ADMIN_API_KEYS']) {
+      for (const variable of ['DATABASE_URL', 'PUBLIC_URL', 'TOKEN_ENCRYPTION_KEYS', 'SERVICE_API_KEYS', 'ADMIN_API_KEYS', 'CONNECT_RETURN_ORIGINS']) {
         expect(error.problems.some((p) => p.startsWith(`${variable}:`))).toBe(true);
       }
       expect(existsSync(productionDataDir)).toBe(false);
@@ -157,6 +157,7 @@ describe('loadConfig', () => {
         DATA_DIR: dataDir,
         DATABASE_URL: 'postgres://broker@db.internal/broker',
         PUBLIC_URL: 'https://broker.example.com',
+        CONNECT_RETURN_ORIGINS: 'https://app.example.com',
         TOKEN_ENCRYPTION_KEYS: explicitSecrets.TOKEN_ENCRYPTION_KEYS,
       });
       expect(error.problems).toEqual([expect.stringMatching(/^SERVICE_API_KEYS: required/), expect.stringMatching(/^ADMIN_API_KEYS: required/)]);
@@ -169,14 +170,74 @@ describe('loadConfig', () => {
         DATA_DIR: dataDir,
         DATABASE_URL: 'postgres://broker@db.internal/broker',
         PUBLIC_URL: 'https://broker.example.com',
+        CONNECT_RETURN_ORIGINS: 'https://app.example.com',
         ...explicitSecrets,
       });
+      expect(config.connectReturnOrigins).toEqual(['https://app.example.com']);
       expect(config.isProduction).toBe(true);
       expect(config.databaseUrl).toBe('postgres://broker@db.internal/broker');
       expect(config.tokenEncryptionKeys).toBe(explicitSecrets.TOKEN_ENCRYPTION_KEYS);
       expect(config.serviceApiKeys).toEqual([{ name: 'billing', secret: secretParts(explicitSecrets.SERVICE_API_KEYS as string)[0] }]);
       expect(notices).toEqual([]);
       expect(readdirSync(dataDir)).toEqual([]);
+    });
+  });
+
+  describe('in production, plain http', () => {
+    const production = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
+      NODE_ENV: 'production',
+      DATA_DIR: dataDir,
+      DATABASE_URL: 'postgres://broker@db.internal/broker',
+      PUBLIC_URL: 'https://broker.example.com',
+      CONNECT_RETURN_ORIGINS: 'https://app.example.com',
+      ...explicitSecrets,
+      ...extra,
+    });
+
+    it('is refused for PUBLIC_URL, every provider endpoint and an issuer, all in one message', () => {
+      const error = configError(
+        production({
+          PUBLIC_URL: 'http://broker.example.com',
+          COPPER_CLIENT_ID: 'copper-client',
+          COPPER_CLIENT_SECRET: apiSecret(),
+          COPPER_TOKEN_URL: 'http://copper.internal/oauth/token',
+          COPYAI_CLIENT_ID: 'copyai-client',
+          COPYAI_CLIENT_SECRET: apiSecret(),
+          COPYAI_AUTHORIZE_URL: 'http://auth.copy.example/authorize',
+          COPYAI_TOKEN_URL: 'http://auth.copy.example/token',
+          COPYAI_REVOKE_URL: 'http://auth.copy.example/revoke',
+          COPYAI_API_URL: 'http://api.copy.example',
+          COPYAI_ISSUER: 'http://auth.copy.example',
+        }),
+      );
+      const refused = ['PUBLIC_URL', 'COPPER_TOKEN_URL', 'COPYAI_AUTHORIZE_URL', 'COPYAI_TOKEN_URL', 'COPYAI_REVOKE_URL', 'COPYAI_API_URL', 'COPYAI_ISSUER'];
+      expect(error.problems).toHaveLength(refused.length);
+      for (const variable of refused) {
+        expect(error.problems).toContainEqual(expect.stringMatching(new RegExp(`^${variable}: must be https in production`)));
+      }
+    });
+
+    it('is allowed for loopback hosts (127.0.0.0/8, ::1, localhost)', () => {
+      const { config } = loadConfig(
+        production({
+          PUBLIC_URL: 'http://localhost:3000',
+          COPYAI_CLIENT_ID: 'copyai-client',
+          COPYAI_CLIENT_SECRET: apiSecret(),
+          COPYAI_AUTHORIZE_URL: 'http://127.0.0.1:4010/copyai/oauth/authorize',
+          COPYAI_TOKEN_URL: 'http://127.9.8.7:4010/copyai/oauth/token',
+          COPYAI_API_URL: 'http://[::1]:4010/copyai/api',
+          COPYAI_ISSUER: 'http://localhost:4010/copyai',
+        }),
+      );
+      expect(config.publicUrl).toBe('http://localhost:3000');
+      expect(config.providers.copyai?.endpoints.tokenUrl).toBe('http://127.9.8.7:4010/copyai/oauth/token');
+      expect(config.providers.copyai?.issuer).toBe('http://localhost:4010/copyai');
+    });
+
+    it('requires CONNECT_RETURN_ORIGINS to be set: no localhost default', () => {
+      const error = configError(production({ CONNECT_RETURN_ORIGINS: undefined }));
+      expect(error.problems).toEqual([expect.stringMatching(/^CONNECT_RETURN_ORIGINS: required in production/)]);
+      expect(loadConfig(production({ CONNECT_RETURN_ORIGINS: 'http://localhost:*' })).config.connectReturnOrigins).toEqual(['http://localhost:*']);
     });
   });
 
@@ -292,6 +353,72 @@ describe('loadConfig', () => {
         ]),
       );
       expect(error.message).not.toContain(secret);
+    });
+  });
+
+  describe('provider client authentication, authorize parameters, issuer and PKCE', () => {
+    const copyaiEnv = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
+      DATA_DIR: dataDir,
+      ...explicitSecrets,
+      COPYAI_CLIENT_ID: 'copyai-client',
+      COPYAI_CLIENT_SECRET: apiSecret(),
+      COPYAI_AUTHORIZE_URL: 'https://auth.copy.example/authorize',
+      COPYAI_TOKEN_URL: 'https://auth.copy.example/token',
+      ...extra,
+    });
+
+    it('authenticate with client_secret_post unless COPYAI_CLIENT_AUTH says client_secret_basic', () => {
+      expect(loadConfig(copyaiEnv()).config.providers.copyai?.clientAuth).toBe('client_secret_post');
+      expect(loadConfig(copyaiEnv({ COPYAI_CLIENT_AUTH: 'client_secret_basic' })).config.providers.copyai?.clientAuth).toBe('client_secret_basic');
+      expect(loadConfig(copyaiEnv({ COPYAI_CLIENT_AUTH: 'client_secret_post' })).config.providers.copyai?.clientAuth).toBe('client_secret_post');
+      const error = configError(copyaiEnv({ COPYAI_CLIENT_AUTH: 'basic' }));
+      expect(error.problems).toEqual([expect.stringMatching(/^COPYAI_CLIENT_AUTH: must be client_secret_post or client_secret_basic \(got "basic"\)/)]);
+    });
+
+    it('read COPYAI_AUTHORIZE_PARAMS as a URL-encoded string', () => {
+      const { config } = loadConfig(copyaiEnv({ COPYAI_AUTHORIZE_PARAMS: 'prompt=consent&access_type=offline&login_hint=ada%40example.test&display=a+page&empty=' }));
+      expect(config.providers.copyai?.authorizeParams).toEqual({
+        prompt: 'consent',
+        access_type: 'offline',
+        login_hint: 'ada@example.test',
+        display: 'a page',
+        empty: '',
+      });
+      expect(loadConfig(copyaiEnv()).config.providers.copyai?.authorizeParams).toEqual({});
+    });
+
+    it('refuse authorize parameters that would override what the broker sends, and malformed ones, each by name', () => {
+      const reserved = ['state', 'redirect_uri', 'client_id', 'response_type', 'code_challenge', 'code_challenge_method', 'scope'];
+      const error = configError(copyaiEnv({ COPYAI_AUTHORIZE_PARAMS: `prompt=consent&${reserved.map((k) => `${k}=x`).join('&')}` }));
+      expect(error.problems).toHaveLength(reserved.length);
+      for (const key of reserved) {
+        expect(error.problems).toContainEqual(expect.stringMatching(new RegExp(`^COPYAI_AUTHORIZE_PARAMS: may not set "${key}"`)));
+      }
+      expect(error.problems.find((p) => p.includes('"scope"'))).toMatch(/COPYAI_SCOPE/);
+
+      for (const malformed of ['=consent', 'prompt', 'prompt=consent&&access_type=offline', 'prompt=%zz', 'prompt=a&prompt=b', '&']) {
+        const problems = configError(copyaiEnv({ COPYAI_AUTHORIZE_PARAMS: malformed })).problems;
+        expect(problems).toEqual([expect.stringMatching(/^COPYAI_AUTHORIZE_PARAMS: /)]);
+      }
+    });
+
+    it('keep COPYAI_ISSUER exactly as given (RFC 9207 compares it character for character)', () => {
+      expect(loadConfig(copyaiEnv()).config.providers.copyai?.issuer).toBeNull();
+      expect(loadConfig(copyaiEnv({ COPYAI_ISSUER: 'https://auth.copy.example/' })).config.providers.copyai?.issuer).toBe('https://auth.copy.example/');
+      expect(loadConfig(copyaiEnv({ COPYAI_ISSUER: 'https://auth.copy.example' })).config.providers.copyai?.issuer).toBe('https://auth.copy.example');
+      // http outside production, as against the sandbox
+      expect(loadConfig(copyaiEnv({ COPYAI_ISSUER: 'http://issuer.internal/copyai' })).config.providers.copyai?.issuer).toBe('http://issuer.internal/copyai');
+      for (const bad of ['auth.copy.example', 'ftp://auth.copy.example', 'https://auth.copy.example/?tenant=1', 'https://auth.copy.example/#x']) {
+        expect(configError(copyaiEnv({ COPYAI_ISSUER: bad })).problems).toEqual([expect.stringMatching(/^COPYAI_ISSUER: /)]);
+      }
+    });
+
+    it('send PKCE to Copy.ai by default and not to Copper or Copernica, unless told otherwise', () => {
+      const env = copyaiEnv({ COPPER_CLIENT_ID: 'copper-client', COPPER_CLIENT_SECRET: apiSecret(), COPERNICA_CLIENT_ID: 'cop-key', COPERNICA_CLIENT_SECRET: apiSecret() });
+      const { providers } = loadConfig(env).config;
+      expect([providers.copyai?.usePkce, providers.copper?.usePkce, providers.copernica?.usePkce]).toEqual([true, false, false]);
+      const flipped = loadConfig({ ...env, COPYAI_USE_PKCE: 'false', COPPER_USE_PKCE: 'true' }).config.providers;
+      expect([flipped.copyai?.usePkce, flipped.copper?.usePkce, flipped.copernica?.usePkce]).toEqual([false, true, false]);
     });
   });
 

@@ -1,7 +1,8 @@
 import { parseKeyRingSpec } from '@app/crypto';
-import { PROVIDER_DEFINITIONS, ProviderDefinition, ProviderEndpoints, ProviderId, ProviderSettings } from '@app/providers';
+import { ClientAuthMethod, PROVIDER_DEFINITIONS, ProviderDefinition, ProviderEndpoints, ProviderId, ProviderSettings } from '@app/providers';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
+import { isIPv4 } from 'node:net';
 import { resolve } from 'node:path';
 import { AppConfig } from './app-config';
 import { DevSecretsFile, GENERATED_SECRET_VARIABLES, GeneratedSecretVariable } from './dev-secrets';
@@ -29,6 +30,12 @@ const ENDPOINT_VARIABLES: Record<keyof ProviderEndpoints, string> = {
   apiUrl: 'API_URL',
   revokeUrl: 'REVOKE_URL',
 };
+const CLIENT_AUTH_METHODS: ReadonlyArray<ClientAuthMethod> = ['client_secret_post', 'client_secret_basic'];
+/**
+ * Authorize parameters the broker sends itself; `<PREFIX>_AUTHORIZE_PARAMS` may not replace them.
+ * `scope` is among them because it has its own variable (`<PREFIX>_SCOPE`): one place to look.
+ */
+const RESERVED_AUTHORIZE_PARAMS: ReadonlyArray<string> = ['state', 'redirect_uri', 'client_id', 'response_type', 'code_challenge', 'code_challenge_method', 'scope'];
 
 /**
  * Reads the environment into an AppConfig. Outside production, missing secrets are
@@ -65,6 +72,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
 
   if (production && !scalars.DATABASE_URL) problems.push('DATABASE_URL: required in production');
   if (production && !scalars.PUBLIC_URL) problems.push('PUBLIC_URL: required in production');
+  if (production && scalars.PUBLIC_URL && isPlainHttpBeyondLoopback(scalars.PUBLIC_URL)) {
+    problems.push(`PUBLIC_URL: ${HTTPS_IN_PRODUCTION}`);
+  }
 
   const secrets = resolveSecrets(read, production, dataDir, problems, notices);
 
@@ -77,6 +87,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const shared = serviceApiKeys.filter((s) => adminApiKeys.some((a) => a.secret === s.secret));
   if (shared.length > 0) problems.push('SERVICE_API_KEYS and ADMIN_API_KEYS: a secret is used as both a service and an admin key');
 
+  // In production the origins a browser may be sent back to are stated, never assumed.
+  if (production && read('CONNECT_RETURN_ORIGINS') === undefined) {
+    problems.push('CONNECT_RETURN_ORIGINS: required in production (the origins a connect returnTo may point at, e.g. https://app.example.com)');
+  }
   const connectReturnOrigins = (read('CONNECT_RETURN_ORIGINS') ?? 'http://localhost:*')
     .split(',')
     .map((o) => o.trim())
@@ -89,7 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
 
   const providers: Partial<Record<ProviderId, ProviderSettings>> = {};
   for (const definition of PROVIDER_DEFINITIONS) {
-    const settings = readProvider(definition, read, problems);
+    const settings = readProvider(definition, read, production, problems);
     if (settings) providers[definition.id] = settings;
   }
 
@@ -174,6 +188,7 @@ function parseSecretsVariable(variable: string, spec: string | undefined, proble
 function readProvider(
   definition: ProviderDefinition,
   read: (name: string) => string | undefined,
+  production: boolean,
   problems: string[],
 ): ProviderSettings | undefined {
   const prefix = definition.envPrefix;
@@ -197,24 +212,115 @@ function readProvider(
       problems.push(`${variable}: must be an http(s) URL (got "${value}")`);
       continue;
     }
+    if (production && isPlainHttpBeyondLoopback(value)) {
+      problems.push(`${variable}: ${HTTPS_IN_PRODUCTION}`);
+      continue;
+    }
     endpoints[key] = value.replace(/\/+$/, '');
   }
 
-  const usePkce = read(`${prefix}_USE_PKCE`);
-  if (usePkce !== undefined && !['true', 'false'].includes(usePkce)) {
-    problems.push(`${prefix}_USE_PKCE: must be true or false (got "${usePkce}")`);
-  }
   return {
     id: definition.id,
     clientId,
     clientSecret: clientSecret ?? '',
     endpoints: endpoints as ProviderSettings['endpoints'],
     scope: read(`${prefix}_SCOPE`) ?? definition.defaultScope,
-    usePkce: usePkce === 'true',
-    clientAuth: 'client_secret_post',
-    authorizeParams: {},
-    issuer: null,
+    usePkce: readBoolean(read, `${prefix}_USE_PKCE`, definition.pkceByDefault, problems),
+    clientAuth: readClientAuth(read, `${prefix}_CLIENT_AUTH`, problems),
+    authorizeParams: readAuthorizeParams(read, prefix, problems),
+    issuer: readIssuer(read, `${prefix}_ISSUER`, production, problems),
   };
+}
+
+function readClientAuth(read: (name: string) => string | undefined, name: string, problems: string[]): ClientAuthMethod {
+  const raw = read(name);
+  if (raw === undefined) return 'client_secret_post';
+  const method = CLIENT_AUTH_METHODS.find((m) => m === raw);
+  if (method) return method;
+  problems.push(`${name}: must be client_secret_post or client_secret_basic (got "${raw}")`);
+  return 'client_secret_post';
+}
+
+/**
+ * `<PREFIX>_AUTHORIZE_PARAMS`: `name=value&...`, form-urlencoded. Stricter than URLSearchParams,
+ * which accepts anything: an empty pair, a pair without `=`, a bad escape or a repeated name is
+ * more likely a typo than an intent, so each is a problem (reported once per variable). Every
+ * reserved name is reported on its own.
+ */
+function readAuthorizeParams(read: (name: string) => string | undefined, prefix: string, problems: string[]): Record<string, string> {
+  const name = `${prefix}_AUTHORIZE_PARAMS`;
+  const raw = read(name);
+  const params: Record<string, string> = {};
+  if (raw === undefined) return params;
+  const decode = (s: string): string | undefined => {
+    try {
+      return decodeURIComponent(s.replace(/\+/g, ' '));
+    } catch {
+      return undefined;
+    }
+  };
+  let malformed: string | undefined;
+  for (const pair of raw.split('&')) {
+    const eq = pair.indexOf('=');
+    const key = eq > 0 ? decode(pair.slice(0, eq)) : undefined;
+    const value = eq > 0 ? decode(pair.slice(eq + 1)) : undefined;
+    if (key === undefined || value === undefined || key.trim() === '') {
+      malformed ??= `expected name=value pairs joined by &, URL-encoded (e.g. prompt=consent&access_type=offline); "${pair}" is not one`;
+    } else if (RESERVED_AUTHORIZE_PARAMS.includes(key)) {
+      const why = key === 'scope' ? `: set the scope with ${prefix}_SCOPE` : ': the broker sends it itself';
+      problems.push(`${name}: may not set "${key}"${why}`);
+    } else if (Object.hasOwn(params, key)) {
+      malformed ??= `"${key}" is given twice`;
+    } else {
+      params[key] = value;
+    }
+  }
+  if (malformed !== undefined) problems.push(`${name}: ${malformed}`);
+  return params;
+}
+
+/**
+ * `<PREFIX>_ISSUER` (RFC 9207): kept exactly as given, trailing slash and all, because the `iss`
+ * of a callback is compared with it character for character (RFC 9207 section 2.4). An issuer
+ * identifier has no query or fragment (RFC 8414 section 2).
+ */
+function readIssuer(read: (name: string) => string | undefined, name: string, production: boolean, problems: string[]): string | null {
+  const raw = read(name);
+  if (raw === undefined) return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    problems.push(`${name}: must be an https URL (got "${raw}")`);
+    return null;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    problems.push(`${name}: must be an https URL (got "${raw}")`);
+  } else if (url.search !== '' || url.hash !== '' || raw.includes('?') || raw.includes('#')) {
+    problems.push(`${name}: an issuer has no query or fragment (got "${raw}")`);
+  } else if (production && isPlainHttpBeyondLoopback(raw)) {
+    problems.push(`${name}: ${HTTPS_IN_PRODUCTION}`);
+  } else {
+    return raw;
+  }
+  return null;
+}
+
+const HTTPS_IN_PRODUCTION = 'must be https in production (plain http only for a loopback host: localhost, 127.0.0.0/8, ::1)';
+
+/** An `http:` URL whose host is not this machine: tokens, codes and secrets would cross a network in clear. */
+function isPlainHttpBeyondLoopback(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  if (url.protocol !== 'http:') return false;
+  // WHATWG URL keeps IPv6 hosts bracketed and normalises IPv4 shorthand (127.1 → 127.0.0.1).
+  const host = url.hostname.toLowerCase();
+  const loopback = host === 'localhost' || host === '[::1]' || (isIPv4(host) && host.startsWith('127.'));
+  return !loopback;
 }
 
 function isHttpUrl(value: string): boolean {

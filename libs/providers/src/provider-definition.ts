@@ -45,6 +45,11 @@ export interface ProviderDefinition {
   identity?: { path: string; read(body: Record<string, unknown>): ProviderIdentity };
   /** RFC 7009 revocation when a revoke URL is configured; `none` when the provider has no API for it. */
   revocation: 'rfc7009' | 'none';
+  /**
+   * Whether PKCE (S256) is sent unless `<PREFIX>_USE_PKCE` says otherwise: on where the provider is a
+   * plain RFC 6749 server (it ignores parameters it does not know), off where the provider is known not to use it.
+   */
+  pkceByDefault: boolean;
   /** Providers that silently drop short `state` values (Copernica: 32). Ours are 43 characters. */
   minStateLength?: number;
 }

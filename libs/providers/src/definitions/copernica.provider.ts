@@ -17,6 +17,7 @@ export const copernica: ProviderDefinition = {
   requiredEndpoints: ['authorizeUrl', 'tokenUrl', 'apiUrl'],
   defaultScope: null,
   callback: 'query',
+  pkceByDefault: false,
   tokenExchange: 'query_get',
   tokenPresentation: 'access_token_query',
   identity: { path: '/identity', read: (body) => readIdentity(body, ['id', 'name', 'company']) },

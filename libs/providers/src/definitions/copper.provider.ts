@@ -17,6 +17,7 @@ export const copper: ProviderDefinition = {
   requiredEndpoints: ['authorizeUrl', 'tokenUrl', 'apiUrl'],
   defaultScope: 'developer/v1/all',
   callback: 'form_post',
+  pkceByDefault: false,
   tokenExchange: 'form_post',
   tokenPresentation: 'bearer_header',
   identity: { path: '/users/me', read: (body) => readIdentity(body, ['id', 'name', 'email']) },

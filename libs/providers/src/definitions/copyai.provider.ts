@@ -14,6 +14,7 @@ export const copyai: ProviderDefinition = {
   requiredEndpoints: ['authorizeUrl', 'tokenUrl', 'apiUrl'],
   defaultScope: null,
   callback: 'query',
+  pkceByDefault: true,
   tokenExchange: 'form_post',
   tokenPresentation: 'bearer_header',
   revocation: 'rfc7009',
