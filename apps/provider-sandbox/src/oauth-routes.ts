@@ -131,7 +131,7 @@ function checkAuthorize(spec: ProviderSpec, deps: OAuthRouteDeps, request: Autho
 function authorize(spec: ProviderSpec, deps: OAuthRouteDeps, res: ServerResponse, query: URLSearchParams): void {
   const parsed = parseAuthorize(spec, deps, query);
   if (parsed.kind === 'page') return sendHtml(res, 400, errorPage(parsed.title, parsed.message));
-  if (parsed.kind === 'redirect-error') return sendError(spec, res, parsed.request, parsed.error);
+  if (parsed.kind === 'redirect-error') return sendError(spec, deps, res, parsed.request, parsed.error);
   const { request } = parsed;
   // Non-browser tests skip the page and answer the consent directly.
   const shortcut = param(query, 'sandbox_decision');
@@ -164,7 +164,7 @@ function authorize(spec: ProviderSpec, deps: OAuthRouteDeps, res: ServerResponse
 function decide(spec: ProviderSpec, deps: OAuthRouteDeps, res: ServerResponse, form: URLSearchParams): void {
   const parsed = parseAuthorize(spec, deps, form);
   if (parsed.kind === 'page') return sendHtml(res, 400, errorPage(parsed.title, parsed.message));
-  if (parsed.kind === 'redirect-error') return sendError(spec, res, parsed.request, parsed.error);
+  if (parsed.kind === 'redirect-error') return sendError(spec, deps, res, parsed.request, parsed.error);
   answerDecision(spec, deps, res, parsed.request, param(form, 'decision') ?? '');
 }
 
@@ -176,29 +176,38 @@ function answerDecision(
   decision: string,
 ): void {
   if (decision === 'deny') {
-    return sendError(spec, res, request, { error: 'access_denied', description: 'the user denied access' });
+    return sendError(spec, deps, res, request, { error: 'access_denied', description: 'the user denied access' });
   }
   if (decision !== 'allow') return sendHtml(res, 400, errorPage('Invalid decision', 'decision must be allow or deny.'));
-  if (!spec.issuesCode(request)) return deliverCallback(spec, res, request.redirectUri, { state: request.state });
+  const { authorizeError } = deps.state.behaviour(spec.id);
+  if (authorizeError !== null) {
+    return sendError(spec, deps, res, request, { error: authorizeError, description: 'error injected by the provider sandbox' });
+  }
+  if (!spec.issuesCode(request)) return deliverCallback(spec, deps, res, request.redirectUri, { state: request.state });
   const code = deps.state.issueCode(spec, request);
-  deliverCallback(spec, res, request.redirectUri, { code, state: request.state });
+  deliverCallback(spec, deps, res, request.redirectUri, { code, state: request.state });
 }
 
-function sendError(spec: ProviderSpec, res: ServerResponse, request: AuthorizeRequest, error: OAuthError): void {
-  deliverCallback(spec, res, request.redirectUri, {
+function sendError(spec: ProviderSpec, deps: OAuthRouteDeps, res: ServerResponse, request: AuthorizeRequest, error: OAuthError): void {
+  deliverCallback(spec, deps, res, request.redirectUri, {
     error: error.error,
     error_description: error.error === 'access_denied' ? undefined : error.description,
     state: request.state,
   });
 }
 
-/** Back to the client the provider's way: a 302 with a query, or Copper's auto-submitting form POST. */
+/**
+ * Back to the client the provider's way: a 302 with a query, or Copper's auto-submitting form POST;
+ * with `iss` (RFC 9207) when the provider is configured with an issuer.
+ */
 function deliverCallback(
   spec: ProviderSpec,
+  deps: OAuthRouteDeps,
   res: ServerResponse,
   redirectUri: string,
-  fields: Record<string, string | undefined>,
+  given: Record<string, string | undefined>,
 ): void {
+  const fields = { ...given, iss: deps.state.behaviour(spec.id).issuer ?? undefined };
   if (spec.callback === 'form-post') return sendHtml(res, 200, autoPostPage(redirectUri, fields));
   const target = new URL(redirectUri);
   for (const [name, value] of Object.entries(fields)) {

@@ -46,6 +46,14 @@ function bool(key: string, value: unknown): boolean {
   return value;
 }
 
+function stringOrNull(key: string, value: unknown, maxLength: number): string | null {
+  if (value === null) return null;
+  if (typeof value !== 'string' || value === '' || value.length > maxLength) {
+    throw new SandboxInputError(`${key} must be a non-empty string of at most ${maxLength} characters, or null`);
+  }
+  return value;
+}
+
 /** A partial behaviour; unknown keys are refused so a typo in a test does not silently do nothing. */
 export function parseBehaviourPatch(input: unknown, ignoredKeys: readonly string[] = []): Partial<ProviderBehaviour> {
   if (!isObject(input)) throw new SandboxInputError('behaviour must be an object');
@@ -70,6 +78,12 @@ export function parseBehaviourPatch(input: unknown, ignoredKeys: readonly string
         break;
       case 'requirePkce':
         patch.requirePkce = bool(key, value);
+        break;
+      case 'issuer':
+        patch.issuer = stringOrNull(key, value, 2048);
+        break;
+      case 'authorizeError':
+        patch.authorizeError = stringOrNull(key, value, 256);
         break;
       default:
         throw new SandboxInputError(`unknown behaviour "${key}"`);

@@ -176,6 +176,7 @@ export class SandboxState {
 
   issueCode(spec: ProviderSpec, request: AuthorizeRequest): string {
     const code = randomValue(spec.prefixes.code);
+    if (request.codeChallenge !== undefined) this.stats.pkceChallenged(spec.id);
     this.codes.set(code, {
       provider: spec.id,
       clientId: request.clientId,
@@ -203,6 +204,7 @@ export class SandboxState {
       if (!pkceMatches(request.codeVerifier, record.codeChallenge)) {
         return this.invalidGrant('code_verifier does not match the code_challenge');
       }
+      this.stats.pkceVerified(spec.id);
     }
     const grant: Grant = { provider: spec.id, clientId: record.clientId, user: record.user, scope: record.scope, revoked: false };
     const b = this.behaviour(spec.id);

@@ -22,6 +22,7 @@ export class StatsRecorder {
   private invalidGrants = 0;
   private revocations = perProvider(() => 0);
   private identityRequests = perProvider(() => 0);
+  private pkce = perProvider(() => ({ challenged: 0, verified: 0 }));
 
   tokenRequest(p: SandboxProvider, grant: 'authorizationCode' | 'refresh'): void {
     this.tokenRequests[p][grant] += 1;
@@ -50,6 +51,14 @@ export class StatsRecorder {
     this.identityRequests[p] += 1;
   }
 
+  pkceChallenged(p: SandboxProvider): void {
+    this.pkce[p].challenged += 1;
+  }
+
+  pkceVerified(p: SandboxProvider): void {
+    this.pkce[p].verified += 1;
+  }
+
   /** A copy: later requests do not change a snapshot already taken. */
   snapshot(): SandboxStats {
     const tokenRequests = perProvider<TokenRequestCounts>(() => ({ authorizationCode: 0, refresh: 0, failuresInjected: 0 }));
@@ -61,6 +70,7 @@ export class StatsRecorder {
       invalidGrants: this.invalidGrants,
       revocations: { ...this.revocations },
       identityRequests: { ...this.identityRequests },
+      pkce: { copper: { ...this.pkce.copper }, copernica: { ...this.pkce.copernica }, copyai: { ...this.pkce.copyai } },
     };
   }
 
@@ -71,5 +81,6 @@ export class StatsRecorder {
     this.invalidGrants = 0;
     this.revocations = perProvider(() => 0);
     this.identityRequests = perProvider(() => 0);
+    this.pkce = perProvider(() => ({ challenged: 0, verified: 0 }));
   }
 }

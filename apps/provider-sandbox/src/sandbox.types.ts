@@ -43,6 +43,13 @@ export interface ProviderBehaviour {
   refreshTokenLifetimeSec: number | null;
   /** Default false; when true authorize requires an S256 `code_challenge` and the token endpoint the matching `code_verifier`. */
   requirePkce: boolean;
+  /** RFC 9207: when set, every callback (with a code or an error) carries `iss` with this value. Default null: no `iss`. */
+  issuer: string | null;
+  /**
+   * When set, an authorization request the user allows is answered with this `error` instead of a
+   * code (any string, even one a client must not echo, e.g. `server_error` or `Bad Code!`). Default null.
+   */
+  authorizeError: string | null;
 }
 
 export type InjectedFailure =
@@ -93,6 +100,8 @@ export interface SandboxStats {
   revocations: Record<SandboxProvider, number>;
   /** Requests to the identity endpoint (`/users/me`, `/identity`, `/api/me`), valid token or not. */
   identityRequests: Record<SandboxProvider, number>;
+  /** PKCE: codes issued for an S256 `code_challenge`, and codes redeemed with the `code_verifier` that matched it. */
+  pkce: Record<SandboxProvider, { challenged: number; verified: number }>;
 }
 
 export interface IssueTokensOptions {

@@ -22,6 +22,8 @@ export const copernicaProvider: ProviderSpec = {
     rotateRefreshTokens: false,
     refreshTokenLifetimeSec: null,
     requirePkce: false,
+    issuer: null,
+    authorizeError: null,
   },
   paths: {
     authorize: ['/copernica/en/authorize', '/copernica/nl/authorize'],

@@ -21,6 +21,8 @@ export const copperProvider: ProviderSpec = {
     rotateRefreshTokens: true,
     refreshTokenLifetimeSec: null,
     requirePkce: false,
+    issuer: null,
+    authorizeError: null,
   },
   paths: {
     authorize: ['/copper/oauth/authorize'],

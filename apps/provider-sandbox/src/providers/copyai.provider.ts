@@ -22,6 +22,8 @@ export const copyaiProvider: ProviderSpec = {
     rotateRefreshTokens: true,
     refreshTokenLifetimeSec: null,
     requirePkce: false,
+    issuer: null,
+    authorizeError: null,
   },
   paths: {
     authorize: ['/copyai/oauth/authorize'],
