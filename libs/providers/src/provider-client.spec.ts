@@ -1,7 +1,7 @@
 import { ProviderSandbox, startProviderSandbox } from '../../../apps/provider-sandbox/src/provider-sandbox';
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { PROVIDER_TIMEOUT_MS, ProviderClient } from './provider-client';
+import { MAX_PROVIDER_ANSWER_BYTES, PROVIDER_TIMEOUT_MS, ProviderClient } from './provider-client';
 import { ProviderError } from './provider-error';
 import { ProviderId } from './provider-definition';
 import { ProviderSettings } from './provider-settings';
@@ -49,6 +49,37 @@ class ScriptedProvider {
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
+}
+
+/**
+ * A body far beyond any token answer, sent in 64 KiB chunks as fast as the reader takes them
+ * (up to 64 MiB, so that a client without a cap finishes, slowly, instead of hanging the test).
+ */
+function streamLargeBody(res: ServerResponse, status: number): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.write('{"access_token":"x","padding":"');
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  let sent = 0;
+  const pump = (): void => {
+    while (!res.destroyed && sent < 64 * 1024 * 1024) {
+      sent += chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', pump);
+    }
+    if (!res.destroyed) res.end('"}');
+  };
+  pump();
+}
+
+/** RFC 6749 section 2.3.1: Basic credentials are form-urlencoded before base64. */
+function basicCredentialsOf(header: string | undefined): { id: string; secret: string } {
+  expect(header).toMatch(/^Basic [A-Za-z0-9+/]+=*$/);
+  const decoded = Buffer.from((header as string).slice('Basic '.length), 'base64').toString('utf8');
+  const [id, secret, ...rest] = decoded.split(':');
+  expect(rest).toEqual([]);
+  // Form-urlencoded: no raw space, colon or other reserved character may survive.
+  expect(decoded).toMatch(/^[A-Za-z0-9*._%+-]+:[A-Za-z0-9*._%+-]+$/);
+  const unescape = (v: string): string => decodeURIComponent(v.replace(/\+/g, ' '));
+  return { id: unescape(id), secret: unescape(secret) };
 }
 
 function settingsFor(id: ProviderId, base: string): ProviderSettings {
@@ -133,6 +164,85 @@ describe('ProviderClient', () => {
       redirect_uri: 'http://localhost/cb',
       client_id: 'copernica-id',
       client_secret: SECRET,
+    });
+  });
+
+  describe('with client_secret_basic', () => {
+    // Characters that form-urlencoding must escape (space, colon, plus, slash, non-ASCII).
+    const awkwardId = 'copy:ai client+1';
+    const awkwardSecret = `${SECRET} w/ é:+`;
+    let basic: ProviderSettings;
+    beforeEach(() => {
+      basic = { ...copyai, clientId: awkwardId, clientSecret: awkwardSecret, clientAuth: 'client_secret_basic' };
+    });
+
+    it('refreshes with the credentials in an Authorization: Basic header and none in the body', async () => {
+      provider.answer = (res) => json(res, 200, { access_token: 'new-access', expires_in: 60 });
+      await expect(client.refresh(basic, REFRESH_TOKEN)).resolves.toMatchObject({ accessToken: 'new-access' });
+      const [seen] = provider.seen;
+      expect(basicCredentialsOf(seen.headers.authorization)).toEqual({ id: awkwardId, secret: awkwardSecret });
+      expect(Object.fromEntries(new URLSearchParams(seen.body))).toEqual({ grant_type: 'refresh_token', refresh_token: REFRESH_TOKEN });
+    });
+
+    it('exchanges a code and revokes the same way', async () => {
+      provider.answer = (res) => json(res, 200, { access_token: 'issued' });
+      await client.exchangeCode(basic, { code: 'the-code', redirectUri: 'http://localhost/cb', codeVerifier: 'v'.repeat(43) });
+      provider.answer = (res) => res.writeHead(200).end();
+      await expect(client.revoke(basic, REFRESH_TOKEN, 'refresh_token')).resolves.toBe('revoked');
+
+      const [exchange, revocation] = provider.seen;
+      expect(basicCredentialsOf(exchange.headers.authorization)).toEqual({ id: awkwardId, secret: awkwardSecret });
+      expect(Object.fromEntries(new URLSearchParams(exchange.body))).toEqual({
+        grant_type: 'authorization_code',
+        code: 'the-code',
+        redirect_uri: 'http://localhost/cb',
+        code_verifier: 'v'.repeat(43),
+      });
+      expect(basicCredentialsOf(revocation.headers.authorization)).toEqual({ id: awkwardId, secret: awkwardSecret });
+      expect(Object.fromEntries(new URLSearchParams(revocation.body))).toEqual({ token: REFRESH_TOKEN, token_type_hint: 'refresh_token' });
+    });
+
+    it("leaves Copernica's GET exchange with its credentials in the query and no Authorization header", async () => {
+      provider.answer = (res) => json(res, 200, { access_token: 'copernica-token' });
+      const copernica = { ...settingsFor('copernica', provider.url), clientAuth: 'client_secret_basic' as const };
+      await client.exchangeCode(copernica, { code: 'the-code', redirectUri: 'http://localhost/cb' });
+      const [seen] = provider.seen;
+      expect(seen.headers.authorization).toBeUndefined();
+      expect(new URL(seen.url, provider.url).searchParams.get('client_secret')).toBe(SECRET);
+    });
+
+    it('names no credential in the error when the provider refuses them', async () => {
+      provider.answer = (res) => json(res, 401, { error: 'invalid_client', error_description: 'bad client' });
+      const error = await failure(client.refresh(basic, REFRESH_TOKEN));
+      expect(error.kind).toBe('invalid_client');
+      const header = provider.seen[0].headers.authorization as string;
+      for (const text of [error.message, error.stack ?? '', JSON.stringify(error.details)]) {
+        expect(text).not.toContain(header.slice('Basic '.length));
+        expect(text).not.toContain(encodeURIComponent(awkwardSecret));
+      }
+    });
+  });
+
+  describe(`answers larger than ${MAX_PROVIDER_ANSWER_BYTES / 1024 / 1024} MiB`, () => {
+    it.each([200, 503])('are cut off and refused, not read to the end (HTTP %i)', async (status) => {
+      provider.answer = (res) => streamLargeBody(res, status);
+      const started = Date.now();
+      const error = await failure(client.refresh(copyai, REFRESH_TOKEN));
+      expect(error.kind).toBe('rejected');
+      expect(error.message).toBe('copyai answered the refresh with more than 1 MiB');
+      expect(error.details).toEqual({ provider: 'copyai' });
+      expect(Date.now() - started).toBeLessThan(2_000);
+
+      // The client carries on: the next answer is read normally.
+      provider.answer = (res) => json(res, 200, { access_token: 'after' });
+      await expect(client.refresh(copyai, REFRESH_TOKEN)).resolves.toMatchObject({ accessToken: 'after' });
+    });
+
+    it('leave an answer just under the cap alone', async () => {
+      const body = JSON.stringify({ access_token: 'big-but-fine', padding: '' });
+      const padding = 'p'.repeat(MAX_PROVIDER_ANSWER_BYTES - Buffer.byteLength(body));
+      provider.answer = (res) => json(res, 200, { access_token: 'big-but-fine', padding });
+      await expect(client.refresh(copyai, REFRESH_TOKEN)).resolves.toMatchObject({ accessToken: 'big-but-fine' });
     });
   });
 

@@ -10,6 +10,9 @@ import { IssuedTokens, readTokenResponse } from './token-response';
 /** How long any single provider call may take before it counts as a (transient) failure. */
 export const PROVIDER_TIMEOUT_MS = 10_000;
 
+/** The most a provider answer may carry; a token answer is a few hundred bytes. */
+export const MAX_PROVIDER_ANSWER_BYTES = 1024 * 1024;
+
 export interface TokenPresentation {
   headers: Record<string, string>;
   query: Record<string, string>;
@@ -33,32 +36,23 @@ export class ProviderClient {
     settings: ProviderSettings,
     grant: { code: string; redirectUri: string; codeVerifier?: string },
   ): Promise<IssuedTokens> {
-    const params: Record<string, string> = {
-      grant_type: 'authorization_code',
-      code: grant.code,
-      redirect_uri: grant.redirectUri,
-      client_id: settings.clientId,
-      client_secret: settings.clientSecret,
-    };
-    if (grant.codeVerifier) params.code_verifier = grant.codeVerifier;
     const definition = providerDefinition(settings.id);
     if (definition.tokenExchange === 'query_get') {
       // Copernica: GET …/token?client_id&client_secret&redirect_uri&code, answering {access_token}.
-      const { grant_type: _ignored, ...query } = params;
+      // Its only way to authenticate the client: the credentials stay in the query whatever clientAuth says.
       const url = new URL(settings.endpoints.tokenUrl);
+      const query: Record<string, string> = { code: grant.code, redirect_uri: grant.redirectUri, client_id: settings.clientId, client_secret: settings.clientSecret };
+      if (grant.codeVerifier) query.code_verifier = grant.codeVerifier;
       for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
       return readTokenResponse(settings.id, await this.call(settings.id, 'token exchange', url, { method: 'GET' }));
     }
+    const params: Record<string, string> = { grant_type: 'authorization_code', code: grant.code, redirect_uri: grant.redirectUri };
+    if (grant.codeVerifier) params.code_verifier = grant.codeVerifier;
     return readTokenResponse(settings.id, await this.postForm(settings, settings.endpoints.tokenUrl, 'token exchange', params));
   }
 
   async refresh(settings: ProviderSettings, refreshToken: string): Promise<IssuedTokens> {
-    const body = await this.postForm(settings, settings.endpoints.tokenUrl, 'refresh', {
-      grant_type: 'refresh_token',
-      refresh_token: refreshToken,
-      client_id: settings.clientId,
-      client_secret: settings.clientSecret,
-    });
+    const body = await this.postForm(settings, settings.endpoints.tokenUrl, 'refresh', { grant_type: 'refresh_token', refresh_token: refreshToken });
     return readTokenResponse(settings.id, body);
   }
 
@@ -66,12 +60,7 @@ export class ProviderClient {
   async revoke(settings: ProviderSettings, token: string, hint: 'access_token' | 'refresh_token'): Promise<'revoked' | 'unsupported'> {
     const definition = providerDefinition(settings.id);
     if (definition.revocation !== 'rfc7009' || !settings.endpoints.revokeUrl) return 'unsupported';
-    await this.postForm(settings, settings.endpoints.revokeUrl, 'revocation', {
-      token,
-      token_type_hint: hint,
-      client_id: settings.clientId,
-      client_secret: settings.clientSecret,
-    });
+    await this.postForm(settings, settings.endpoints.revokeUrl, 'revocation', { token, token_type_hint: hint });
     return 'revoked';
   }
 
@@ -89,12 +78,22 @@ export class ProviderClient {
     return definition.identity.read((typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>);
   }
 
+  /**
+   * A form POST to the token or revocation endpoint, the client authenticated as its settings say
+   * (RFC 6749 §2.3.1): `client_secret_post` puts client_id and client_secret in the body;
+   * `client_secret_basic` sends them only as HTTP Basic (one method per request, and §4.1.3 asks
+   * for client_id in the body only when the client does not authenticate).
+   */
   private postForm(settings: ProviderSettings, url: string, what: string, params: Record<string, string>): Promise<unknown> {
-    return this.call(settings.id, what, new URL(url), {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: new URLSearchParams(params).toString(),
-    });
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+    const form = new URLSearchParams(params);
+    if (settings.clientAuth === 'client_secret_basic') {
+      headers.authorization = basicAuthorization(settings.clientId, settings.clientSecret);
+    } else {
+      form.set('client_id', settings.clientId);
+      form.set('client_secret', settings.clientSecret);
+    }
+    return this.call(settings.id, what, new URL(url), { method: 'POST', headers, body: form.toString() });
   }
 
   private async call(provider: string, what: string, url: URL, init: CallInit): Promise<unknown> {
@@ -128,7 +127,8 @@ export class ProviderClient {
       // A body cut off (or timed out) half way is a transient failure like any other network error.
       const text = await response.body.text();
       return { status: response.statusCode, headers: response.headers, text };
-    } catch {
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') throw oversized(provider, what);
       throw unreachable(provider, what, deadline.signal.aborted);
     } finally {
       clearTimeout(timer);
@@ -149,9 +149,11 @@ interface CallInit {
  * fetch: REFRESH_CONCURRENCY already bounds the calls in flight, and a cap would queue them.
  * keepAliveTimeout is undici's default, spelled out: an idle socket is dropped after 4 s (or 1 s
  * before the server's own Keep-Alive timeout, when it sends one), so a provider that closes idle
- * connections does not make us write a request onto a dead socket.
+ * connections does not make us write a request onto a dead socket. maxResponseSize makes undici
+ * itself stop reading (and drop the socket) once a body passes MAX_PROVIDER_ANSWER_BYTES, at no
+ * cost to a normal call: a provider cannot make a replica hold hundreds of megabytes.
  */
-const providerAgent = new Agent({ keepAliveTimeout: 4_000 });
+const providerAgent = new Agent({ keepAliveTimeout: 4_000, maxResponseSize: MAX_PROVIDER_ANSWER_BYTES });
 
 /** What fetch used to add on its own; the call's own headers win. */
 const DEFAULT_HEADERS: Readonly<Record<string, string>> = { accept: '*/*', 'user-agent': 'token-broker' };
@@ -166,6 +168,26 @@ function unreachable(provider: string, what: string, timedOut: boolean): Provide
     timedOut ? `${provider} did not answer the ${what} within ${PROVIDER_TIMEOUT_MS / 1000}s` : `${provider} could not be reached for the ${what}`,
     { provider },
   );
+}
+
+/**
+ * An answer past MAX_PROVIDER_ANSWER_BYTES, whatever its status. `rejected`, not `transient`: the
+ * network did its job and the provider said something no token endpoint should say; asking again
+ * at once would most likely get the same, and each try costs a megabyte of reading. Not
+ * `invalid_client` either: nothing says our credentials are wrong.
+ */
+function oversized(provider: string, what: string): ProviderError {
+  return new ProviderError('rejected', `${provider} answered the ${what} with more than ${MAX_PROVIDER_ANSWER_BYTES / 1024 / 1024} MiB`, { provider });
+}
+
+/** RFC 6749 §2.3.1: id and secret are each form-urlencoded, then joined with ":" and base64-encoded. */
+function basicAuthorization(clientId: string, clientSecret: string): string {
+  return `Basic ${Buffer.from(`${formUrlEncode(clientId)}:${formUrlEncode(clientSecret)}`).toString('base64')}`;
+}
+
+/** application/x-www-form-urlencoded, as URLSearchParams writes it (space → "+", ":" escaped). */
+function formUrlEncode(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
 }
 
 function classify(provider: string, what: string, status: number, retryAfterHeader: string | undefined, body: unknown): ProviderError {
