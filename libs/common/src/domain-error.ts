@@ -27,6 +27,10 @@ export enum ErrorCode {
   ReturnToNotAllowed = 'return_to_not_allowed',
   AccessDenied = 'access_denied',
   ExchangeFailed = 'exchange_failed',
+  /** The provider answered the authorization request with an `error` other than access_denied. */
+  ProviderError = 'provider_error',
+  /** RFC 9207: the callback's `iss` is not the configured issuer (or is missing). */
+  IssuerMismatch = 'issuer_mismatch',
   TokenUnreadable = 'token_unreadable',
   PayloadTooLarge = 'payload_too_large',
   UriTooLong = 'uri_too_long',
@@ -45,6 +49,8 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.ReturnToNotAllowed]: 400,
   [ErrorCode.AccessDenied]: 403,
   [ErrorCode.ExchangeFailed]: 502,
+  [ErrorCode.ProviderError]: 502,
+  [ErrorCode.IssuerMismatch]: 400,
   [ErrorCode.Unauthorized]: 401,
   [ErrorCode.Forbidden]: 403,
   [ErrorCode.NotFound]: 404,
