@@ -1,10 +1,12 @@
 import { CreateConnections1795443000000 } from './1795443000000-CreateConnections';
 import { CreateConnectFlow1795443600000 } from './1795443600000-CreateConnectFlow';
 import { NotifyConnectionChanges1795444800000 } from './1795444800000-NotifyConnectionChanges';
+import { TrackSealedKeyIds1795450000000 } from './1795450000000-TrackSealedKeyIds';
 
 /** Every migration, in order. A new migration file is added here too. */
 export const MIGRATIONS: Array<new () => unknown> = [
   CreateConnections1795443000000,
   CreateConnectFlow1795443600000,
   NotifyConnectionChanges1795444800000,
+  TrackSealedKeyIds1795450000000,
 ];

@@ -23,8 +23,7 @@
  * e.g. which connection is sealed under which missing key id); 75 rows stayed locked or were
  * re-sealed under an old key by a replica, run again; 78 bad configuration.
  */
-import { Clock } from '@app/common';
-import { KeyRotationIncompleteError, rotateKeys, TypeormConnectionRepository } from '@app/connections';
+import { KeyRotationIncompleteError, KeyRotationRepository, rotateKeys } from '@app/connections';
 import { KeyRing, TokenCipher } from '@app/crypto';
 import { CliError, EXIT_TEMPFAIL, openCliContext, requireMigrationsApplied, runCli } from './cli-context';
 
@@ -71,7 +70,7 @@ runCli(COMMAND, async () => {
 
     // Already validated by loadConfig; the ring is the one the broker builds from the same value.
     const ring = KeyRing.parse(context.config.tokenEncryptionKeys);
-    const repository = new TypeormConnectionRepository(context.dataSource, new TokenCipher(ring), new Clock());
+    const repository = new KeyRotationRepository(context.dataSource, new TokenCipher(ring));
     console.log(`${COMMAND}: active key "${ring.activeKid}"; ring holds ${ring.kids.map((k) => `"${k}"`).join(', ')}`);
 
     const before = await repository.countByKeyId();

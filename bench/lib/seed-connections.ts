@@ -110,7 +110,6 @@ async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs:
         provider: [] as string[],
         access: [] as string[],
         refresh: [] as Array<string | null>,
-        keyId: [] as string[],
         tokenType: [] as Array<string | null>,
         scope: [] as Array<string | null>,
         expiresAt: [] as Array<string | null>,
@@ -125,7 +124,6 @@ async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs:
         columns.provider.push(input.provider);
         columns.access.push(cipher.seal(input.tokens.accessToken, { connectionId: id, field: 'access_token' }));
         columns.refresh.push(input.tokens.refreshToken ? cipher.seal(input.tokens.refreshToken, { connectionId: id, field: 'refresh_token' }) : null);
-        columns.keyId.push(cipher.activeKeyId);
         columns.tokenType.push(input.tokens.tokenType ?? null);
         columns.scope.push(input.tokens.scope ?? null);
         columns.expiresAt.push(input.tokens.expiresAt?.toISOString() ?? null);
@@ -134,24 +132,23 @@ async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs:
         columns.nextRefreshAt.push(input.nextRefreshAt?.toISOString() ?? null);
       }
       await client.query(
-        `INSERT INTO connections (id, account, provider, status, access_token_sealed, refresh_token_sealed, key_id,
+        `INSERT INTO connections (id, account, provider, status, access_token_sealed, refresh_token_sealed,
            token_type, scope, expires_at, refresh_token_expires_at, identity, created_at, updated_at, connected_at,
            last_refreshed_at, last_error_code, last_error_message, last_error_at, version, next_refresh_at,
            refresh_failures, lease_owner, lease_expires_at)
-         SELECT u.id, u.account, u.provider, 'active', u.access, u.refresh, u.key_id,
-           u.token_type, u.scope, u.expires_at, u.refresh_expires_at, u.identity, $13, $13, $13,
+         SELECT u.id, u.account, u.provider, 'active', u.access, u.refresh,
+           u.token_type, u.scope, u.expires_at, u.refresh_expires_at, u.identity, $12, $12, $12,
            NULL, NULL, NULL, NULL, 2, u.next_refresh_at,
            0, NULL, NULL
-         FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[], $5::text[], $6::varchar[], $7::varchar[],
-           $8::text[], $9::timestamptz[], $10::timestamptz[], $11::jsonb[], $12::timestamptz[])
-           AS u(id, account, provider, access, refresh, key_id, token_type, scope, expires_at, refresh_expires_at, identity, next_refresh_at)`,
+         FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[], $5::text[], $6::varchar[],
+           $7::text[], $8::timestamptz[], $9::timestamptz[], $10::jsonb[], $11::timestamptz[])
+           AS u(id, account, provider, access, refresh, token_type, scope, expires_at, refresh_expires_at, identity, next_refresh_at)`,
         [
           columns.id,
           columns.account,
           columns.provider,
           columns.access,
           columns.refresh,
-          columns.keyId,
           columns.tokenType,
           columns.scope,
           columns.expiresAt,

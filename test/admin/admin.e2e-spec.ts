@@ -101,10 +101,10 @@ describe('/admin', () => {
   const row = async (account: string, provider: string) =>
     (
       await db.query(
-        `SELECT status, access_token_sealed, refresh_token_sealed, key_id, expires_at, version FROM connections WHERE account = $1 AND provider = $2`,
+        `SELECT status, access_token_sealed, refresh_token_sealed, access_key_id, refresh_key_id, expires_at, version FROM connections WHERE account = $1 AND provider = $2`,
         [account, provider],
       )
-    )[0] as { status: string; access_token_sealed: string | null; refresh_token_sealed: string | null; key_id: string | null; version: number };
+    )[0] as { status: string; access_token_sealed: string | null; refresh_token_sealed: string | null; access_key_id: string | null; refresh_key_id: string | null; version: number };
 
   describe('access', () => {
     it('needs an admin key: none → 401, a service key → 403, on every admin route', async () => {
@@ -267,7 +267,7 @@ describe('/admin', () => {
       expect(await acceptedBySandbox('copyai', served.body.accessToken)).toBe(false);
       // Locally: nothing left to decrypt, and the version moved (so every replica's cache drops it).
       const after = await row('acme', 'copyai');
-      expect(after).toMatchObject({ status: 'revoked', access_token_sealed: null, refresh_token_sealed: null, key_id: null });
+      expect(after).toMatchObject({ status: 'revoked', access_token_sealed: null, refresh_token_sealed: null, access_key_id: null, refresh_key_id: null });
       expect(after.version).toBeGreaterThan(before.version);
 
       const read = await readToken('acme', 'copyai');

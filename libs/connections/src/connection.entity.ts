@@ -9,7 +9,6 @@ export class ConnectionEntity {
   @Column('varchar') status!: string;
   @Column({ name: 'access_token_sealed', type: 'text', nullable: true }) accessTokenSealed!: string | null;
   @Column({ name: 'refresh_token_sealed', type: 'text', nullable: true }) refreshTokenSealed!: string | null;
-  @Column({ name: 'key_id', type: 'varchar', nullable: true }) keyId!: string | null;
   @Column({ name: 'token_type', type: 'varchar', nullable: true }) tokenType!: string | null;
   @Column({ type: 'text', nullable: true }) scope!: string | null;
   @Column({ name: 'expires_at', type: 'timestamptz', nullable: true }) expiresAt!: Date | null;

@@ -33,7 +33,6 @@ export interface ConnectionRecord {
   refreshTokenExpiresAt: Date | null;
   hasRefreshToken: boolean;
   identity: ProviderIdentity | null;
-  keyId: string | null;
   createdAt: Date;
   updatedAt: Date;
   connectedAt: Date;

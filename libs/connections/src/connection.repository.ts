@@ -26,12 +26,6 @@ export interface SaveRefreshedInput {
   nextRefreshAt: Date | null;
 }
 
-export interface ResealProgress {
-  resealed: number;
-  /** Rows under an old key that were locked by a writer this pass; a later pass takes them. */
-  skippedLocked: boolean;
-}
-
 /**
  * Where connections and their sealed tokens live. The abstract class is the DI token;
  * TypeormConnectionRepository implements it against Postgres. Plaintext tokens leave it only
@@ -87,11 +81,17 @@ export abstract class ConnectionRepository {
   /** Fenced: returns null (and writes nothing) when the row's version moved on. Releases the lease. */
   abstract saveRefreshed(input: SaveRefreshedInput): Promise<SealedConnection | null>;
 
-  /** The provider refused the grant: the user must connect again. Never retried. */
-  abstract markNeedsReauth(id: string, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null>;
+  /**
+   * The provider refused the grant: the user must connect again. Never retried. Fenced: writes
+   * nothing (null) when the row moved past `expectedVersion`, e.g. the user reconnected meanwhile.
+   */
+  abstract markNeedsReauth(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null>;
 
-  /** A refresh failed in a way that may pass; try again at `retryAt`. Tokens stay as they are. */
-  abstract recordRefreshFailure(id: string, error: Omit<ConnectionError, 'at'>, retryAt: Date | null): Promise<void>;
+  /**
+   * A refresh failed in a way that may pass; try again at `retryAt`. Tokens stay as they are.
+   * Fenced like markNeedsReauth: false when the row moved past `expectedVersion`.
+   */
+  abstract recordRefreshFailure(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>, retryAt: Date | null): Promise<boolean>;
 
   /** Erases both tokens and marks the connection revoked. */
   abstract markRevoked(id: string): Promise<ConnectionRecord | null>;
@@ -107,10 +107,4 @@ export abstract class ConnectionRepository {
 
   /** Batched last-used timestamps (the read path never writes per request). */
   abstract recordUsage(lastUsedById: ReadonlyMap<string, Date>): Promise<void>;
-
-  /** Re-seals up to `limit` rows sealed under any key but the active one. */
-  abstract resealBatch(limit: number): Promise<ResealProgress>;
-
-  /** How many rows hold tokens sealed under each key id. */
-  abstract countByKeyId(): Promise<Record<string, number>>;
 }

@@ -5,3 +5,4 @@ export * from './connection.repository';
 export * from './connections.module';
 export * from './typeorm-connection.repository';
 export * from './key-rotation';
+export * from './key-rotation.repository';

@@ -1,11 +1,12 @@
 import { Clock } from '@app/common';
-import { KeyRing, sealedKeyId, TokenCipher } from '@app/crypto';
+import { KeyRing, SealContexts, sealedKeyId, TokenCipher } from '@app/crypto';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource } from 'typeorm';
 import { openTestDataSource, truncateAll } from '../../../test/support/test-database';
 import { ConnectionUnreadableError } from './connection.errors';
-import { ConnectionRepository, ResealProgress } from './connection.repository';
+import { ConnectionRepository } from './connection.repository';
+import { KeyRotationRepository, ResealProgress } from './key-rotation.repository';
 import { KeyRotationIncompleteError, KeyRotationProgress, rotateKeys } from './key-rotation';
 import { TypeormConnectionRepository } from './typeorm-connection.repository';
 
@@ -20,14 +21,15 @@ interface Tokens {
 
 interface StoredRow {
   id: string;
-  key_id: string;
+  access_key_id: string;
+  refresh_key_id: string;
   access_token_sealed: string;
   refresh_token_sealed: string;
 }
 
 /**
  * Inserts active connections sealed under `ring`, in one statement. Mirrors what
- * saveConnected stores (values bound to the row id and column, key_id from the sealed value,
+ * saveConnected stores (values bound to the row id and column,
  * version 2 after its insert-then-update), only without 10,000 round trips.
  */
 async function seedConnections(dataSource: DataSource, ring: string, count: number, prefix = 'acct'): Promise<Map<string, Tokens>> {
@@ -36,7 +38,6 @@ async function seedConnections(dataSource: DataSource, ring: string, count: numb
   const accounts: string[] = [];
   const accessSealed: string[] = [];
   const refreshSealed: string[] = [];
-  const keyIds: string[] = [];
   const tokens = new Map<string, Tokens>();
   for (let i = 0; i < count; i++) {
     const id = randomUUID();
@@ -46,16 +47,15 @@ async function seedConnections(dataSource: DataSource, ring: string, count: numb
     accounts.push(`${prefix}-${i}`);
     accessSealed.push(access);
     refreshSealed.push(cipher.seal(plain.refresh, { connectionId: id, field: 'refresh_token' }));
-    keyIds.push(sealedKeyId(access));
     tokens.set(id, plain);
   }
   await dataSource.query(
-    `INSERT INTO connections (id, account, provider, status, access_token_sealed, refresh_token_sealed, key_id,
+    `INSERT INTO connections (id, account, provider, status, access_token_sealed, refresh_token_sealed,
        token_type, scope, expires_at, updated_at, connected_at, version, next_refresh_at, refresh_failures)
-     SELECT u.id, u.account, 'copyai', 'active', u.access, u.refresh, u.kid, 'Bearer', 'read',
+     SELECT u.id, u.account, 'copyai', 'active', u.access, u.refresh, 'Bearer', 'read',
        now() + interval '1 hour', now(), now(), 2, now() + interval '50 minutes', 0
-     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, account, access, refresh, kid)`,
-    [ids, accounts, accessSealed, refreshSealed, keyIds],
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, account, access, refresh)`,
+    [ids, accounts, accessSealed, refreshSealed],
   );
   return tokens;
 }
@@ -64,8 +64,12 @@ function repositoryFor(dataSource: DataSource, ring: string): TypeormConnectionR
   return new TypeormConnectionRepository(dataSource, new TokenCipher(KeyRing.parse(ring)), new Clock());
 }
 
+function rotationFor(dataSource: DataSource, ring: string): KeyRotationRepository {
+  return new KeyRotationRepository(dataSource, new TokenCipher(KeyRing.parse(ring)));
+}
+
 /** Counts resealBatch calls, to show that retries pause instead of spinning. */
-class CountingRepository extends TypeormConnectionRepository {
+class CountingRepository extends KeyRotationRepository {
   calls = 0;
 
   override async resealBatch(limit: number): Promise<ResealProgress> {
@@ -92,7 +96,9 @@ describe('rotateKeys (real Postgres)', () => {
   it('re-seals 10,000 rows under the new key while fenced refreshes keep landing, losing none', async () => {
     const seeded = await seedConnections(dataSource, keyOld, 10_000);
     const rotated = repositoryFor(dataSource, `${keyNew},${keyOld}`);
-    expect(await rotated.countByKeyId()).toEqual({ old: 10_000 });
+    const rotation = rotationFor(dataSource, `${keyNew},${keyOld}`);
+    // Sealed values, not rows: an access and a refresh token each.
+    expect(await rotation.countByKeyId()).toEqual({ old: 20_000 });
 
     // Writers: three replicas already on the new ring, and one not restarted yet (ring `old`
     // only) that keeps sealing under the old key until a third of the way through.
@@ -137,7 +143,7 @@ describe('rotateKeys (real Postgres)', () => {
     ];
 
     const progress: KeyRotationProgress[] = [];
-    const result = await rotateKeys(rotated, {
+    const result = await rotateKeys(rotation, {
       batchSize: 500,
       pauseMs: 20,
       activeKeyId: 'new',
@@ -155,8 +161,8 @@ describe('rotateKeys (real Postgres)', () => {
     );
 
     expect(writesDuringRotation).toBeGreaterThan(0);
-    expect(result.remainingByKey).toEqual({ new: 10_000 });
-    expect(await rotated.countByKeyId()).toEqual({ new: 10_000 });
+    expect(result.remainingByKey).toEqual({ new: 20_000 });
+    expect(await rotation.countByKeyId()).toEqual({ new: 20_000 });
     // Rows the new-ring writers reached first needed no re-seal; straggler writes needed another.
     expect(result.resealed).toBeGreaterThanOrEqual(10_000 - lastWrite.size);
     expect(result.resealed).toBeLessThanOrEqual(10_000 + writesDuringRotation);
@@ -168,13 +174,13 @@ describe('rotateKeys (real Postgres)', () => {
     // writer wrote (no lost update), or else exactly what it was seeded with.
     const onlyNew = new TokenCipher(KeyRing.parse(keyNew));
     const rows: StoredRow[] = await dataSource.query(
-      `SELECT id, key_id, access_token_sealed, refresh_token_sealed FROM connections`,
+      `SELECT id, access_key_id, refresh_key_id, access_token_sealed, refresh_token_sealed FROM connections`,
     );
     expect(rows).toHaveLength(10_000);
     let checked = 0;
     for (const row of rows) {
       const expected = lastWrite.get(row.id) ?? seeded.get(row.id);
-      expect(row.key_id).toBe('new');
+      expect([row.access_key_id, row.refresh_key_id]).toEqual(['new', 'new']);
       expect(sealedKeyId(row.access_token_sealed)).toBe('new');
       expect(sealedKeyId(row.refresh_token_sealed)).toBe('new');
       const access = onlyNew.open(row.access_token_sealed, { connectionId: row.id, field: 'access_token' });
@@ -191,16 +197,16 @@ describe('rotateKeys (real Postgres)', () => {
     }
 
     // Idempotent: nothing is left to do.
-    const again = await rotateKeys(rotated, { batchSize: 500 });
+    const again = await rotateKeys(rotation, { batchSize: 500 });
     expect(again.resealed).toBe(0);
-    expect(again.remainingByKey).toEqual({ new: 10_000 });
+    expect(again.remainingByKey).toEqual({ new: 20_000 });
   });
 
   it('stops on a row sealed under a key the ring lacks, naming the connection and key id but no token', async () => {
     await seedConnections(dataSource, keyOld, 20, 'fine');
     const lost = await seedConnections(dataSource, keyGone, 1, 'lost');
     const [[lostId, lostTokens]] = [...lost];
-    const repository = repositoryFor(dataSource, `${keyNew},${keyOld}`);
+    const repository = rotationFor(dataSource, `${keyNew},${keyOld}`);
 
     const failure = await rotateKeys(repository, { batchSize: 500, pauseMs: 0 }).then(
       () => undefined,
@@ -218,13 +224,13 @@ describe('rotateKeys (real Postgres)', () => {
       expect(JSON.stringify(error)).not.toContain(secret);
     }
     // The batch holding the bad row rolled back as a whole; nothing was half-written.
-    expect(await repository.countByKeyId()).toEqual({ gone: 1, old: 20 });
+    expect(await repository.countByKeyId()).toEqual({ gone: 2, old: 40 });
   });
 
   it('waits for a row a writer holds, and gives up after maxPasses without spinning', async () => {
     const seeded = await seedConnections(dataSource, keyOld, 30);
     const held = [...seeded.keys()][0];
-    const repository = new CountingRepository(dataSource, new TokenCipher(KeyRing.parse(`${keyNew},${keyOld}`)), new Clock());
+    const repository = new CountingRepository(dataSource, new TokenCipher(KeyRing.parse(`${keyNew},${keyOld}`)));
 
     const runner = dataSource.createQueryRunner();
     await runner.connect();
@@ -238,7 +244,7 @@ describe('rotateKeys (real Postgres)', () => {
       );
       expect(failure).toBeInstanceOf(KeyRotationIncompleteError);
       expect((failure as KeyRotationIncompleteError).resealed).toBe(29);
-      expect((failure as KeyRotationIncompleteError).remainingByKey).toEqual({ new: 29, old: 1 });
+      expect((failure as KeyRotationIncompleteError).remainingByKey).toEqual({ new: 58, old: 2 }); // sealed values: two a row
       expect(Date.now() - started).toBeGreaterThanOrEqual(3 * 50);
       // 3 full batches + 1 short one in the first pass, then one call per retry pass.
       expect(repository.calls).toBeLessThanOrEqual(4 + 3 + 1);
@@ -256,7 +262,7 @@ describe('rotateKeys (real Postgres)', () => {
   it('picks up a row the moment its lock is released mid-run', async () => {
     const seeded = await seedConnections(dataSource, keyOld, 5);
     const held = [...seeded.keys()][2];
-    const repository = repositoryFor(dataSource, `${keyNew},${keyOld}`);
+    const repository = rotationFor(dataSource, `${keyNew},${keyOld}`);
     const runner = dataSource.createQueryRunner();
     await runner.connect();
     await runner.startTransaction();
@@ -267,11 +273,68 @@ describe('rotateKeys (real Postgres)', () => {
     });
     const [result] = await Promise.all([rotateKeys(repository, { batchSize: 500, pauseMs: 25 }), released]);
     expect(result.resealed).toBe(5);
-    expect(result.remainingByKey).toEqual({ new: 5 });
+    expect(result.remainingByKey).toEqual({ new: 10 });
+  });
+
+  it('re-seals a kept refresh token whose row was last written under the new key (a refresh without a new refresh token)', async () => {
+    const before = repositoryFor(dataSource, keyOld);
+    const connected = await before.saveConnected({
+      account: 'acme',
+      provider: 'copyai',
+      tokens: { accessToken: 'at-0', refreshToken: 'rt-kept', expiresAt: new Date(Date.now() + 60_000) },
+      identity: null,
+      nextRefreshAt: null,
+    });
+    // The replica already runs with the new key first; the provider answers without a new refresh token.
+    const after = repositoryFor(dataSource, `${keyNew},${keyOld}`);
+    await after.saveRefreshed({ id: connected.id, expectedVersion: connected.version, tokens: { accessToken: 'at-1', refreshToken: null, expiresAt: null }, nextRefreshAt: null });
+    const rotation = rotationFor(dataSource, `${keyNew},${keyOld}`);
+    expect(await rotation.countByKeyId()).toEqual({ new: 1, old: 1 });
+
+    const result = await rotateKeys(rotation, { batchSize: 10 });
+
+    expect(result.resealed).toBe(1);
+    expect(result.remainingByKey).toEqual({ new: 2 });
+    // With the old key dropped, both tokens still open.
+    expect(await repositoryFor(dataSource, keyNew).findWithTokens('acme', 'copyai')).toMatchObject({ accessToken: 'at-1', refreshToken: 'rt-kept' });
+  });
+
+  it('re-seals the PKCE verifiers of pending authorizations', async () => {
+    const oldCipher = new TokenCipher(KeyRing.parse(keyOld));
+    const [{ id: sessionId }] = await dataSource.query<Array<{ id: string }>>(
+      `INSERT INTO connect_sessions (token_hash, account, provider, created_by, expires_at)
+       VALUES ($1, 'acme', 'copyai', 'tests', now() + interval '30 minutes') RETURNING id`,
+      [randomBytes(32)],
+    );
+    const stateHash = randomBytes(32);
+    const verifier = `verifier-${randomBytes(16).toString('hex')}`;
+    await dataSource.query(
+      `INSERT INTO oauth_states (state_hash, provider, session_id, browser_hash, code_verifier_sealed, redirect_uri, expires_at)
+       VALUES ($1, 'copyai', $2, $3, $4, 'http://127.0.0.1/cb', now() + interval '10 minutes')`,
+      [stateHash, sessionId, randomBytes(32), oldCipher.seal(verifier, SealContexts.codeVerifier(stateHash.toString('hex')))],
+    );
+    const rotation = rotationFor(dataSource, `${keyNew},${keyOld}`);
+    expect(await rotation.keyIdsInUse()).toEqual(['old']);
+
+    const result = await rotateKeys(rotation, { batchSize: 10 });
+
+    expect(result.remainingByKey).toEqual({ new: 1 });
+    expect(await rotation.keyIdsInUse()).toEqual(['new']);
+    const [{ sealed }] = await dataSource.query<Array<{ sealed: string }>>(`SELECT code_verifier_sealed AS sealed FROM oauth_states`);
+    expect(new TokenCipher(KeyRing.parse(keyNew)).open(sealed, SealContexts.codeVerifier(stateHash.toString('hex')))).toBe(verifier);
+  });
+
+  it('lists the key ids in use over every sealed column', async () => {
+    await seedConnections(dataSource, keyOld, 3, 'old');
+    await seedConnections(dataSource, keyGone, 2, 'gone');
+    const rotation = rotationFor(dataSource, keyNew);
+    expect(await rotation.keyIdsInUse()).toEqual(['gone', 'old']);
+    await dataSource.query(`UPDATE connections SET access_token_sealed = NULL, refresh_token_sealed = NULL WHERE account LIKE 'gone-%'`);
+    expect(await rotation.keyIdsInUse()).toEqual(['old']);
   });
 
   it('rejects nonsensical options before touching the database', async () => {
-    const repository = repositoryFor(dataSource, keyNew);
+    const repository = rotationFor(dataSource, keyNew);
     await expect(rotateKeys(repository, { batchSize: 0 })).rejects.toThrow(RangeError);
     await expect(rotateKeys(repository, { pauseMs: -1 })).rejects.toThrow(RangeError);
     await expect(rotateKeys(repository, { maxPasses: 1.5 })).rejects.toThrow(RangeError);

@@ -1,6 +1,7 @@
 /**
- * Online key rotation (DESIGN guarantee 1): re-seals every stored token under the active key,
- * in batches, while the service keeps serving and refreshing.
+ * Online key rotation (DESIGN guarantees 1 and 11): re-seals every sealed value the database
+ * holds (access and refresh tokens, each by its own key id, and the PKCE verifiers of pending
+ * authorizations) under the active key, in batches, while the service keeps serving and refreshing.
  *
  * Why this is safe next to live replicas (guarantee 3):
  * - Each batch takes its rows with `FOR UPDATE SKIP LOCKED`: a row a refresher is writing right
@@ -15,7 +16,7 @@
  * repository's ConnectionUnreadableError (connection id and key id, never a token).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConnectionRepository, ResealProgress } from './connection.repository';
+import { KeyRotationRepository, ResealProgress } from './key-rotation.repository';
 
 export interface KeyRotationProgress {
   /** Rows re-sealed so far in this run. */
@@ -48,7 +49,7 @@ export interface KeyRotationResult {
   resealed: number;
   elapsedMs: number;
   rowsPerSecond: number;
-  /** Rows per key id after the run (ConnectionRepository.countByKeyId), active key included. */
+  /** Rows per key id after the run (KeyRotationRepository.countByKeyId), active key included. */
   remainingByKey: Record<string, number>;
 }
 
@@ -78,7 +79,7 @@ const DEFAULTS = { batchSize: 500, pauseMs: 200, maxPasses: 150 };
  * @throws ConnectionUnreadableError when a stored value cannot be opened with the ring.
  * @throws KeyRotationIncompleteError when old-key rows outlast `maxPasses`.
  */
-export async function rotateKeys(repository: ConnectionRepository, options: KeyRotationOptions = {}): Promise<KeyRotationResult> {
+export async function rotateKeys(repository: Pick<KeyRotationRepository, 'resealBatch' | 'countByKeyId'>, options: KeyRotationOptions = {}): Promise<KeyRotationResult> {
   const batchSize = positiveInteger('batchSize', options.batchSize ?? DEFAULTS.batchSize);
   const pauseMs = nonNegativeInteger('pauseMs', options.pauseMs ?? DEFAULTS.pauseMs);
   const maxPasses = positiveInteger('maxPasses', options.maxPasses ?? DEFAULTS.maxPasses);

@@ -35,10 +35,10 @@ describe('TypeormConnectionRepository (real Postgres)', () => {
 
   it('stores tokens only as ciphertext: no column of the raw row contains the plaintext', async () => {
     const record = await connect('acme', 'cai_at_PLAINTEXT_ACCESS_1234', 'cai_rt_PLAINTEXT_REFRESH_5678');
-    const [raw] = await dataSource.query(`SELECT row_to_json(c)::text AS json, key_id FROM connections c WHERE id = $1`, [record.id]);
+    const [raw] = await dataSource.query(`SELECT row_to_json(c)::text AS json, access_key_id, refresh_key_id FROM connections c WHERE id = $1`, [record.id]);
     expect(raw.json).not.toContain('PLAINTEXT_ACCESS');
     expect(raw.json).not.toContain('PLAINTEXT_REFRESH');
-    expect(raw.key_id).toBe('k2');
+    expect([raw.access_key_id, raw.refresh_key_id]).toEqual(['k2', 'k2']);
     const opened = await repository.findWithTokens('acme', 'copyai');
     expect(opened).toMatchObject({ accessToken: 'cai_at_PLAINTEXT_ACCESS_1234', refreshToken: 'cai_rt_PLAINTEXT_REFRESH_5678', identity: { id: 'u-1' } });
   });
@@ -84,7 +84,7 @@ describe('TypeormConnectionRepository (real Postgres)', () => {
 
   it('reconnecting replaces the tokens, keeps the row and clears needs_reauth', async () => {
     const first = await connect('acme', 'old-access', 'old-refresh');
-    await repository.markNeedsReauth(first.id, { code: 'invalid_grant', message: 'refresh token revoked' });
+    await repository.markNeedsReauth(first.id, first.version, { code: 'invalid_grant', message: 'refresh token revoked' });
     expect((await repository.findOne('acme', 'copyai'))?.status).toBe(ConnectionStatus.NeedsReauth);
     const second = await connect('acme', 'new-access', 'new-refresh');
     expect(second.id).toBe(first.id);
@@ -104,6 +104,22 @@ describe('TypeormConnectionRepository (real Postgres)', () => {
     expect(await repository.findWithTokens('acme', 'copyai')).toMatchObject({ accessToken: 'a1', refreshToken: 'r1' });
   });
 
+  it('fences failure writes: a reconnect landing between the read and the write is not flagged', async () => {
+    const read = await connect('acme', 'a0', 'r0');
+    // The user reconnects while a refresh of the old grant is failing.
+    const reconnected = await connect('acme', 'a1', 'r1');
+
+    expect(await repository.markNeedsReauth(read.id, read.version, { code: 'invalid_grant', message: 'old grant refused' })).toBeNull();
+    expect(await repository.recordRefreshFailure(read.id, read.version, { code: 'provider_unavailable', message: 'x' }, new Date(clock.nowMs() + 60_000))).toBe(false);
+
+    const now = await repository.findOne('acme', 'copyai');
+    expect(now).toMatchObject({ status: ConnectionStatus.Active, version: reconnected.version, lastError: null, refreshFailures: 0 });
+    expect(await repository.recordRefreshFailure(read.id, reconnected.version, { code: 'provider_unavailable', message: 'x' }, null)).toBe(true);
+    expect(await repository.markNeedsReauth(read.id, reconnected.version, { code: 'invalid_grant', message: 'refused' })).toMatchObject({
+      status: ConnectionStatus.NeedsReauth,
+    });
+  });
+
   it('keeps the current refresh token when a refresh response carries none', async () => {
     const record = await connect('acme', 'a0', 'r0');
     await repository.saveRefreshed({
@@ -118,7 +134,7 @@ describe('TypeormConnectionRepository (real Postgres)', () => {
   it('revoking erases both tokens', async () => {
     const record = await connect('acme', 'a0', 'r0');
     const revoked = await repository.markRevoked(record.id);
-    expect(revoked).toMatchObject({ status: ConnectionStatus.Revoked, hasRefreshToken: false, keyId: null });
+    expect(revoked).toMatchObject({ status: ConnectionStatus.Revoked, hasRefreshToken: false });
     const [raw] = await dataSource.query(`SELECT access_token_sealed, refresh_token_sealed FROM connections WHERE id = $1`, [record.id]);
     expect(raw).toEqual({ access_token_sealed: null, refresh_token_sealed: null });
     await expect(repository.findWithTokens('acme', 'copyai')).rejects.toThrow(ConnectionUnreadableError);
@@ -126,7 +142,8 @@ describe('TypeormConnectionRepository (real Postgres)', () => {
 
   it('lists with filters and a cursor that pages through every row once', async () => {
     for (let i = 0; i < 7; i++) await connect(`acct-${i}`, `t${i}`);
-    await repository.markNeedsReauth((await repository.findOne('acct-3', 'copyai'))!.id, { code: 'invalid_grant', message: 'x' });
+    const acct3 = (await repository.findOne('acct-3', 'copyai'))!;
+    await repository.markNeedsReauth(acct3.id, acct3.version, { code: 'invalid_grant', message: 'x' });
     const seen: string[] = [];
     let cursor: string | null = null;
     do {

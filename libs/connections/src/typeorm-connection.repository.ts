@@ -1,8 +1,8 @@
 import { Clock } from '@app/common';
-import { TokenCipher, TokenDecryptError, sealedKeyId } from '@app/crypto';
+import { SealContexts, TokenCipher, TokenDecryptError, sealedKeyId } from '@app/crypto';
 import { Injectable } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { DataSource, EntityManager } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { ConnectionUnreadableError, InvalidCursorError } from './connection.errors';
 import {
   ConnectionError,
@@ -14,11 +14,11 @@ import {
   SealedConnection,
   TokenSet,
 } from './connection.model';
-import { ConnectionRepository, ResealProgress, SaveConnectedInput, SaveRefreshedInput } from './connection.repository';
+import { ConnectionRepository, SaveConnectedInput, SaveRefreshedInput } from './connection.repository';
 
 /** Columns of a ConnectionRecord (never the sealed values). */
 const RECORD_COLUMNS = `id, account, provider, status, token_type, scope, expires_at, refresh_token_expires_at,
-  (refresh_token_sealed IS NOT NULL) AS has_refresh_token, identity, key_id, created_at, updated_at, connected_at,
+  (refresh_token_sealed IS NOT NULL) AS has_refresh_token, identity, created_at, updated_at, connected_at,
   last_refreshed_at, last_used_at, last_error_code, last_error_message, last_error_at, version, next_refresh_at,
   refresh_failures`;
 const SEALED_COLUMNS = `${RECORD_COLUMNS}, access_token_sealed, refresh_token_sealed`;
@@ -34,7 +34,6 @@ interface ConnectionRow {
   refresh_token_expires_at: Date | null;
   has_refresh_token: boolean;
   identity: ConnectionRecord['identity'];
-  key_id: string | null;
   created_at: Date;
   updated_at: Date;
   connected_at: Date;
@@ -76,17 +75,16 @@ export class TypeormConnectionRepository extends ConnectionRepository {
       const now = this.clock.now();
       const sealed = this.sealTokens(id, input.tokens);
       const rows = await manager.query<[ConnectionRow[], number]>(
-        `UPDATE connections SET status = 'active', access_token_sealed = $2, refresh_token_sealed = $3, key_id = $4,
-           token_type = $5, scope = $6, expires_at = $7, refresh_token_expires_at = $8, identity = $9,
-           updated_at = $10, connected_at = $10, last_refreshed_at = NULL, last_error_code = NULL,
-           last_error_message = NULL, last_error_at = NULL, version = version + 1, next_refresh_at = $11,
+        `UPDATE connections SET status = 'active', access_token_sealed = $2, refresh_token_sealed = $3,
+           token_type = $4, scope = $5, expires_at = $6, refresh_token_expires_at = $7, identity = $8,
+           updated_at = $9, connected_at = $9, last_refreshed_at = NULL, last_error_code = NULL,
+           last_error_message = NULL, last_error_at = NULL, version = version + 1, next_refresh_at = $10,
            refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
          WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
         [
           id,
           sealed.access,
           sealed.refresh,
-          sealed.keyId,
           input.tokens.tokenType ?? null,
           input.tokens.scope ?? null,
           input.tokens.expiresAt,
@@ -217,11 +215,11 @@ export class TypeormConnectionRepository extends ConnectionRepository {
     // a rotated one is written in this same statement as its access token.
     const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
       `UPDATE connections SET access_token_sealed = $3,
-         refresh_token_sealed = COALESCE($4, refresh_token_sealed), key_id = $5,
-         token_type = COALESCE($6, token_type), scope = COALESCE($7, scope), expires_at = $8,
-         refresh_token_expires_at = CASE WHEN $4::text IS NULL THEN refresh_token_expires_at ELSE $9 END,
-         updated_at = $10, last_refreshed_at = $10, last_error_code = NULL, last_error_message = NULL,
-         last_error_at = NULL, version = version + 1, next_refresh_at = $11, refresh_failures = 0,
+         refresh_token_sealed = COALESCE($4, refresh_token_sealed),
+         token_type = COALESCE($5, token_type), scope = COALESCE($6, scope), expires_at = $7,
+         refresh_token_expires_at = CASE WHEN $4::text IS NULL THEN refresh_token_expires_at ELSE $8 END,
+         updated_at = $9, last_refreshed_at = $9, last_error_code = NULL, last_error_message = NULL,
+         last_error_at = NULL, version = version + 1, next_refresh_at = $10, refresh_failures = 0,
          lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${SEALED_COLUMNS}`,
       [
@@ -229,7 +227,6 @@ export class TypeormConnectionRepository extends ConnectionRepository {
         input.expectedVersion,
         sealed.access,
         sealed.refresh,
-        sealed.keyId,
         input.tokens.tokenType ?? null,
         input.tokens.scope ?? null,
         input.tokens.expiresAt,
@@ -241,28 +238,29 @@ export class TypeormConnectionRepository extends ConnectionRepository {
     return rows[0] ? toSealed(rows[0]) : null;
   }
 
-  async markNeedsReauth(id: string, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null> {
+  async markNeedsReauth(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null> {
     return this.updateOne(
-      `UPDATE connections SET status = 'needs_reauth', last_error_code = $2, last_error_message = $3, last_error_at = $4,
-         updated_at = $4, version = version + 1, next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
-       WHERE id = $1 AND status = 'active' RETURNING ${RECORD_COLUMNS}`,
-      [id, error.code, error.message, this.clock.now()],
+      `UPDATE connections SET status = 'needs_reauth', last_error_code = $3, last_error_message = $4, last_error_at = $5,
+         updated_at = $5, version = version + 1, next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${RECORD_COLUMNS}`,
+      [id, expectedVersion, error.code, error.message, this.clock.now()],
     );
   }
 
-  async recordRefreshFailure(id: string, error: Omit<ConnectionError, 'at'>, retryAt: Date | null): Promise<void> {
-    await this.dataSource.query(
-      `UPDATE connections SET last_error_code = $2, last_error_message = $3, last_error_at = $4, updated_at = $4,
-         refresh_failures = refresh_failures + 1, next_refresh_at = COALESCE($5, next_refresh_at),
+  async recordRefreshFailure(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>, retryAt: Date | null): Promise<boolean> {
+    const [, count] = await this.dataSource.query<[unknown, number]>(
+      `UPDATE connections SET last_error_code = $3, last_error_message = $4, last_error_at = $5, updated_at = $5,
+         refresh_failures = refresh_failures + 1, next_refresh_at = COALESCE($6, next_refresh_at),
          lease_owner = NULL, lease_expires_at = NULL
-       WHERE id = $1 AND status = 'active'`,
-      [id, error.code, error.message, this.clock.now(), retryAt],
+       WHERE id = $1 AND version = $2 AND status = 'active'`,
+      [id, expectedVersion, error.code, error.message, this.clock.now(), retryAt],
     );
+    return count > 0;
   }
 
   async markRevoked(id: string): Promise<ConnectionRecord | null> {
     return this.updateOne(
-      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, key_id = NULL,
+      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL,
          expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $2, version = version + 1,
          next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
@@ -272,7 +270,7 @@ export class TypeormConnectionRepository extends ConnectionRepository {
 
   async markRevokedIfUnchanged(id: string, expectedVersion: number): Promise<ConnectionRecord | null> {
     return this.updateOne(
-      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, key_id = NULL,
+      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL,
          expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $3, version = version + 1,
          next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 AND version = $2 RETURNING ${RECORD_COLUMNS}`,
@@ -319,61 +317,15 @@ export class TypeormConnectionRepository extends ConnectionRepository {
     );
   }
 
-  async resealBatch(limit: number): Promise<ResealProgress> {
-    return this.dataSource.transaction(async (manager) => this.resealLocked(manager, limit));
-  }
-
-  async countByKeyId(): Promise<Record<string, number>> {
-    const rows: Array<{ key_id: string; count: string }> = await this.dataSource.query(
-      `SELECT key_id, count(*) AS count FROM connections WHERE key_id IS NOT NULL GROUP BY key_id ORDER BY key_id`,
-    );
-    return Object.fromEntries(rows.map((r) => [r.key_id, Number(r.count)]));
-  }
-
-  private async resealLocked(manager: EntityManager, limit: number): Promise<ResealProgress> {
-    const active = this.cipher.activeKeyId;
-    // SKIP LOCKED: a row being refreshed right now is left for the next pass rather than waited on,
-    // and the refresher's fenced write cannot be overwritten by a stale copy from here.
-    const rows: Array<{ id: string; access_token_sealed: string; refresh_token_sealed: string | null }> = await manager.query(
-      `SELECT id, access_token_sealed, refresh_token_sealed FROM connections
-       WHERE key_id IS NOT NULL AND key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`,
-      [active, limit],
-    );
-    for (const row of rows) {
-      const access = this.reseal(row.id, row.access_token_sealed, 'access_token');
-      const refresh = row.refresh_token_sealed === null ? null : this.reseal(row.id, row.refresh_token_sealed, 'refresh_token');
-      // The version is left alone: re-sealing changes no token, so a refresher holding the
-      // previous version may still land its (newer) tokens afterwards.
-      await manager.query(
-        `UPDATE connections SET access_token_sealed = $2, refresh_token_sealed = $3, key_id = $4 WHERE id = $1`,
-        [row.id, access, refresh, active],
-      );
-    }
-    const [{ remaining }] = await manager.query<Array<{ remaining: number }>>(
-      `SELECT count(*)::int AS remaining FROM connections WHERE key_id IS NOT NULL AND key_id <> $1`,
-      [active],
-    );
-    return { resealed: rows.length, skippedLocked: rows.length < limit && remaining > rows.length };
-  }
-
-  private sealTokens(id: string, tokens: TokenSet): { access: string; refresh: string | null; keyId: string } {
-    const access = this.cipher.seal(tokens.accessToken, { connectionId: id, field: 'access_token' });
-    const refresh = tokens.refreshToken ? this.cipher.seal(tokens.refreshToken, { connectionId: id, field: 'refresh_token' }) : null;
-    return { access, refresh, keyId: sealedKeyId(access) };
+  private sealTokens(id: string, tokens: TokenSet): { access: string; refresh: string | null } {
+    const access = this.cipher.seal(tokens.accessToken, SealContexts.connectionToken(id, 'access_token'));
+    const refresh = tokens.refreshToken ? this.cipher.seal(tokens.refreshToken, SealContexts.connectionToken(id, 'refresh_token')) : null;
+    return { access, refresh };
   }
 
   private open(id: string, sealed: string, field: 'access_token' | 'refresh_token'): string {
     try {
-      return this.cipher.open(sealed, { connectionId: id, field });
-    } catch (error) {
-      if (error instanceof TokenDecryptError) throw new ConnectionUnreadableError(id, error.kid ?? safeKeyId(sealed), error.reason);
-      throw error;
-    }
-  }
-
-  private reseal(id: string, sealed: string, field: 'access_token' | 'refresh_token'): string {
-    try {
-      return this.cipher.reseal(sealed, { connectionId: id, field });
+      return this.cipher.open(sealed, SealContexts.connectionToken(id, field));
     } catch (error) {
       if (error instanceof TokenDecryptError) throw new ConnectionUnreadableError(id, error.kid ?? safeKeyId(sealed), error.reason);
       throw error;
@@ -403,7 +355,6 @@ function toRecord(row: ConnectionRow): ConnectionRecord {
     refreshTokenExpiresAt: row.refresh_token_expires_at,
     hasRefreshToken: row.has_refresh_token,
     identity: row.identity,
-    keyId: row.key_id,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     connectedAt: row.connected_at,

@@ -11,3 +11,4 @@ export {
   TokenDecryptReason,
 } from './token-cipher';
 export type { RandomBytes, SealContext, SealedValue, TokenField } from './token-cipher';
+export { SealContexts } from './seal-contexts';
