@@ -1,6 +1,6 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository, ConnectionStatus, SealedConnection } from '@app/connections';
+import { ConnectionRecord, ConnectionRepository, ConnectionStatus, ConnectionUnreadableError, SealedConnection, TokenSet } from '@app/connections';
 import { Metrics } from '@app/observability';
 import { PROVIDER_TIMEOUT_MS, ProviderClient, ProviderError, ProviderId } from '@app/providers';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
@@ -14,6 +14,11 @@ import { RefreshOutcome, RefreshTrigger } from './refresh-outcome';
 const WAIT_POLL_MS = 25;
 /** A queued claim is trusted only while its lease still covers a whole provider call plus this. */
 const CLAIM_SAFETY_MS = 2_000;
+/** Retries of the write that stores freshly issued tokens: first pause, and the longest. */
+const STORE_RETRY_FIRST_MS = 100;
+const STORE_RETRY_MAX_MS = 2_000;
+/** Storing stops this long before the lease runs out, so no other replica can have taken the row over meanwhile. */
+const STORE_LEASE_MARGIN_MS = 1_000;
 
 /**
  * The one code path that refreshes a token, whoever asks (a read, the sweep, an admin).
@@ -32,7 +37,7 @@ export class RefreshEngine {
   private readonly logger = new Logger('Refresh');
   private readonly inflight = new Map<string, Promise<RefreshOutcome>>();
   /** Rows the sweep claimed for this replica and has not started yet: the claimed row and when it was claimed. */
-  private readonly queuedClaims = new Map<string, { row: SealedConnection; claimedAtMs: number }>();
+  private readonly queuedClaims = new Map<string, { row: SealedConnection; claimedAtMs: number; claimedAtMonoMs: number }>();
   /** Identifies this replica's leases. */
   readonly owner = `${hostname().slice(0, 32)}:${process.pid}:${randomBytes(4).toString('hex')}`;
   private readonly random: () => number;
@@ -75,7 +80,8 @@ export class RefreshEngine {
    */
   holdClaims(rows: readonly SealedConnection[]): void {
     const claimedAtMs = this.clock.nowMs();
-    for (const row of rows) this.queuedClaims.set(row.record.id, { row, claimedAtMs });
+    const claimedAtMonoMs = performance.now();
+    for (const row of rows) this.queuedClaims.set(row.record.id, { row, claimedAtMs, claimedAtMonoMs });
   }
 
   /** Forgets claims the sweep gives back unstarted (it releases their leases itself). */
@@ -110,12 +116,20 @@ export class RefreshEngine {
   }
 
   /** The queued claim on a row, if its lease still covers a provider call; taken, so only one caller uses it. */
-  private takeQueuedClaim(id: string): SealedConnection | undefined {
+  private takeQueuedClaim(id: string): Lease | undefined {
     const queued = this.queuedClaims.get(id);
     if (!queued) return undefined;
     this.queuedClaims.delete(id);
     const leaseLeftMs = queued.claimedAtMs + this.config.refresh.leaseMs - this.clock.nowMs();
-    return leaseLeftMs > PROVIDER_TIMEOUT_MS + CLAIM_SAFETY_MS ? queued.row : undefined;
+    if (leaseLeftMs <= PROVIDER_TIMEOUT_MS + CLAIM_SAFETY_MS) return undefined;
+    return { row: queued.row, endsAtMonoMs: queued.claimedAtMonoMs + this.config.refresh.leaseMs };
+  }
+
+  /** A lease this replica just took on a row (claimRefreshLease), or null. */
+  private async claimLease(id: string): Promise<Lease | null> {
+    const endsAtMonoMs = performance.now() + this.config.refresh.leaseMs;
+    const row = await this.connections.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
+    return row ? { row, endsAtMonoMs } : null;
   }
 
   private async confirmAndRefresh(
@@ -124,7 +138,7 @@ export class RefreshEngine {
     stillNeeded: (record: ConnectionRecord) => boolean,
     onProviderAnswered?: () => void,
   ): Promise<RefreshOutcome> {
-    const current = await this.connections.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
+    const current = await this.claimLease(id);
     if (current) return this.refreshClaimed(current, trigger, stillNeeded, onProviderAnswered);
     // Our lease lapsed and another replica holds the row now, or it is no longer active: theirs to finish.
     const state = await this.connections.refreshState(id, this.clock.now());
@@ -137,7 +151,7 @@ export class RefreshEngine {
     if (queued) return this.refreshClaimed(queued, trigger, stillNeeded);
     const deadline = this.clock.nowMs() + this.config.refresh.leaseMs + 5_000;
     for (;;) {
-      const claimed = await this.connections.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
+      const claimed = await this.claimLease(id);
       if (claimed) return this.refreshClaimed(claimed, trigger, stillNeeded);
 
       // Someone else holds the lease (or the row is not active): wait for their result.
@@ -163,11 +177,12 @@ export class RefreshEngine {
   }
 
   private async refreshClaimed(
-    claimed: SealedConnection,
+    lease: Lease,
     trigger: RefreshTrigger,
     stillNeeded: (record: ConnectionRecord) => boolean,
     onProviderAnswered?: () => void,
   ): Promise<RefreshOutcome> {
+    const claimed = lease.row;
     const { record } = claimed;
     const provider = record.provider as ProviderId;
     const settings = this.config.providers[provider];
@@ -194,13 +209,16 @@ export class RefreshEngine {
     if (record.refreshTokenExpiresAt && record.refreshTokenExpiresAt.getTime() <= this.clock.nowMs()) {
       // The provider would answer invalid_grant: say so without asking it.
       const message = `the ${provider} refresh token expired at ${record.refreshTokenExpiresAt.toISOString()}`;
-      await this.connections.markNeedsReauth(record.id, { code: 'refresh_token_expired', message });
+      if (!(await this.connections.markNeedsReauth(record.id, record.version, { code: 'refresh_token_expired', message }))) {
+        return this.supersededAfterFailure(record, 'refresh_token_expired', count);
+      }
       count('needs_reauth');
       return { kind: 'needs_reauth', message };
     }
     if (!settings) {
       await this.connections.recordRefreshFailure(
         record.id,
+        record.version,
         { code: 'provider_not_configured', message: `${provider} is not configured on this broker` },
         new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS),
       );
@@ -208,14 +226,23 @@ export class RefreshEngine {
       return { kind: 'misconfigured', message: `${provider} is not configured on this broker` };
     }
 
-    const { refreshToken } = this.connections.unseal(claimed);
+    let refreshToken: string;
+    try {
+      refreshToken = this.connections.unseal(claimed).refreshToken!;
+    } catch (error) {
+      if (!(error instanceof ConnectionUnreadableError)) {
+        await this.connections.releaseRefreshLease(record.id, this.owner);
+        throw error;
+      }
+      return this.recordUnreadable(record, error, count);
+    }
     const started = process.hrtime.bigint();
     try {
-      const issued = await this.client.refresh(settings, refreshToken!).finally(onProviderAnswered);
+      const issued = await this.client.refresh(settings, refreshToken).finally(onProviderAnswered);
       this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
       const now = this.clock.now();
       const tokens = issuedTokenSet(issued, now);
-      const saved = await this.connections.saveRefreshed({
+      const saved = await this.storeIssued(lease, tokens, {
         id: record.id,
         expectedVersion: record.version,
         tokens,
@@ -257,22 +284,80 @@ export class RefreshEngine {
       return superseded;
     }
     if (error.kind === 'invalid_grant') {
-      await this.connections.markNeedsReauth(record.id, { code: 'invalid_grant', message });
+      if (!(await this.connections.markNeedsReauth(record.id, record.version, { code: 'invalid_grant', message }))) {
+        return this.supersededAfterFailure(record, error.kind, count);
+      }
       this.logger.warn(`${record.provider} connection ${record.id} (account ${record.account}) needs re-authorisation: ${message}`);
       count('needs_reauth');
       return { kind: 'needs_reauth', message };
     }
     if (error.kind === 'invalid_client') {
-      await this.connections.recordRefreshFailure(record.id, { code: 'invalid_client', message }, new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS));
+      if (!(await this.connections.recordRefreshFailure(record.id, record.version, { code: 'invalid_client', message }, new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS)))) {
+        return this.supersededAfterFailure(record, error.kind, count);
+      }
       this.logger.error(`${record.provider} rejected our client credentials: check ${record.provider.toUpperCase()}_CLIENT_ID/SECRET (${message})`);
       count('misconfigured');
       return { kind: 'misconfigured', message };
     }
     const delay = backoffDelayMs(record.refreshFailures, this.random, error.details.retryAfterSec);
     const code = error.kind === 'transient' ? 'provider_unavailable' : 'refresh_rejected';
-    await this.connections.recordRefreshFailure(record.id, { code, message }, new Date(this.clock.nowMs() + delay));
+    if (!(await this.connections.recordRefreshFailure(record.id, record.version, { code, message }, new Date(this.clock.nowMs() + delay)))) {
+      return this.supersededAfterFailure(record, error.kind, count);
+    }
     count(error.kind === 'transient' ? 'transient' : 'rejected');
     return { kind: 'transient', message, retryAfterSec: error.details.retryAfterSec ?? Math.ceil(delay / 1000) };
+  }
+
+  /**
+   * A stored token the ring cannot open. Nothing is sent to the provider; the row keeps its
+   * tokens (the key may come back) and is tried again after the misconfiguration delay, and
+   * the lease goes back at once.
+   */
+  private async recordUnreadable(record: ConnectionRecord, error: ConnectionUnreadableError, count: (outcome: string) => void): Promise<RefreshOutcome> {
+    const retryAt = new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS);
+    const recorded = await this.connections.recordRefreshFailure(record.id, record.version, { code: 'token_unreadable', message: error.message }, retryAt);
+    if (!recorded) return this.supersededAfterFailure(record, 'token_unreadable', count);
+    this.logger.error(`cannot refresh ${record.provider} connection ${record.id}: ${error.message}`);
+    count('unreadable');
+    return { kind: 'unreadable', message: error.message };
+  }
+
+  /**
+   * Stores what the provider just issued. The provider may have rotated the refresh token: the
+   * one stored is then dead, and these tokens are the connection's only way forward (guarantee
+   * 10). So a failed write (database unreachable, connection lost) is retried with backoff for
+   * as long as this replica's lease keeps every other replica off the row. Returns the stored
+   * row, or null when the fence says the row moved on (the newer row wins).
+   */
+  private async storeIssued(lease: Lease, tokens: TokenSet, input: Parameters<ConnectionRepository['saveRefreshed']>[0]): Promise<SealedConnection | null> {
+    const { record } = lease.row;
+    let pauseMs = STORE_RETRY_FIRST_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.connections.saveRefreshed({ ...input, tokens });
+      } catch (error) {
+        const leaseLeftMs = lease.endsAtMonoMs - STORE_LEASE_MARGIN_MS - performance.now();
+        const reason = describeError(error);
+        if (leaseLeftMs <= pauseMs) {
+          this.logger.error(
+            `new tokens of ${record.provider} connection ${record.id} could not be stored after ${attempt} attempts (${reason}) ` +
+              'before its lease ran out; if the provider rotated the refresh token, the connection will need re-authorization',
+          );
+          throw error;
+        }
+        this.logger.warn(`storing new tokens of ${record.provider} connection ${record.id} failed (${reason}); retrying in ${pauseMs} ms while the lease holds`);
+        await sleep(pauseMs);
+        pauseMs = Math.min(pauseMs * 2, STORE_RETRY_MAX_MS);
+      }
+    }
+  }
+
+  /** A fenced failure write found the row changed: report what it is now instead. */
+  private async supersededAfterFailure(record: ConnectionRecord, what: string, count: (outcome: string) => void): Promise<RefreshOutcome> {
+    this.logger.warn(`refresh of ${record.provider} connection ${record.id} failed (${what}) after the row moved on; keeping the newer row`);
+    count('superseded');
+    await this.connections.releaseRefreshLease(record.id, this.owner);
+    return (await this.supersededOutcome(record)) ?? { kind: 'busy' };
   }
 
   /** What the connection is now if its version is no longer the one `record` was read at; undefined if unchanged. */
@@ -282,6 +367,18 @@ export class RefreshEngine {
     const latest = state ? await this.connections.findSealedById(record.id) : null;
     return latest && latest.record.status === ConnectionStatus.Active ? { kind: 'fresh', connection: latest } : { kind: 'inactive', status: latest?.record.status ?? null };
   }
+}
+
+/** A row this replica holds the refresh lease on, and when (monotonic time) that lease runs out. */
+interface Lease {
+  row: SealedConnection;
+  endsAtMonoMs: number;
+}
+
+/** An error's code and class, for a log line: never its message, which may quote SQL parameters. */
+function describeError(error: unknown): string {
+  const e = error as { code?: unknown; name?: unknown };
+  return [typeof e.name === 'string' ? e.name : 'Error', typeof e.code === 'string' ? e.code : ''].filter(Boolean).join(' ');
 }
 
 function sleep(ms: number): Promise<void> {

@@ -16,6 +16,8 @@ export type RefreshOutcome =
   | { kind: 'transient'; message: string; retryAfterSec?: number }
   /** Our client credentials or the provider's configuration are wrong; connections are untouched. */
   | { kind: 'misconfigured'; message: string }
+  /** A stored token cannot be opened with the key ring (its key left the ring, or it was altered): an operator must act. */
+  | { kind: 'unreadable'; message: string }
   /** Another replica held the lease for longer than we could wait. */
   | { kind: 'busy' };
 

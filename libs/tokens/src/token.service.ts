@@ -148,6 +148,11 @@ export class TokenService {
         this.cache.invalidate(record.account);
         if (stillValid) return current;
         throw this.unavailable(record, outcome.message, outcome.retryAfterSec);
+      case 'unreadable':
+        // The key ring cannot open the stored refresh token; the access token was opened to be cached, so it may still serve.
+        this.cache.invalidate(record.account);
+        if (stillValid) return current;
+        throw new DomainError(ErrorCode.TokenUnreadable, `the ${record.provider} token of ${record.account} has expired and its refresh token cannot be opened; an operator must restore its encryption key`);
       case 'busy':
         if (stillValid) return current;
         throw this.unavailable(record, 'another replica is still refreshing this token', 1);

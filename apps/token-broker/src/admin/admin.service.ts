@@ -213,6 +213,8 @@ export class AdminService {
         );
       case 'misconfigured':
         throw fail(ErrorCode.ProviderMisconfigured, `${outcome.message}; the connection is untouched, an operator must fix the configuration`);
+      case 'unreadable':
+        throw fail(ErrorCode.TokenUnreadable, `${outcome.message}; the connection is untouched until TOKEN_ENCRYPTION_KEYS holds its key again`);
       case 'busy':
         throw fail(ErrorCode.RefreshInProgress, `another replica has been refreshing the ${provider} token of ${account} for too long; try again shortly`, {
           retryAfter: 5,
