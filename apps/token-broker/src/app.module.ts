@@ -2,7 +2,7 @@ import { AuthModule } from '@app/auth';
 import { Clock } from '@app/common';
 import { AppConfig, ConfigModule } from '@app/config';
 import { CryptoModule } from '@app/crypto';
-import { DatabaseModule } from '@app/database';
+import { DatabaseClock, DatabaseModule } from '@app/database';
 import { ObservabilityModule } from '@app/observability';
 import { TokensModule } from '@app/tokens';
 import { DynamicModule, Global, Module } from '@nestjs/common';
@@ -23,16 +23,20 @@ export interface AppModuleOptions {
   config: AppConfig;
   /** The database to use: DATABASE_URL, or the embedded server started by the broker. */
   databaseUrl: string;
-  /** Replaces the system clock (tests move time instead of sleeping). */
+  /** Replaces the database-corrected clock (tests move time instead of sleeping). */
   clock?: Clock;
 }
 
-/** Side-effect-free infrastructure every feature may inject. */
+/**
+ * Infrastructure every feature may inject: the clock. Unless a test brings its own, it is the
+ * local clock corrected to the database's, since replicas compare the times they write.
+ */
 @Global()
 @Module({})
 class CoreModule {
-  static forRoot(clock: Clock = new Clock()): DynamicModule {
-    return { module: CoreModule, providers: [{ provide: Clock, useValue: clock }], exports: [Clock] };
+  static forRoot(clock?: Clock): DynamicModule {
+    const provider = clock ? { provide: Clock, useValue: clock } : { provide: Clock, useClass: DatabaseClock };
+    return { module: CoreModule, providers: [provider], exports: [Clock] };
   }
 }
 

@@ -1,4 +1,5 @@
 export * from './data-source-options';
+export * from './database-clock';
 export * from './database.module';
 export * from './embedded-postgres-server';
 export * from './migration-runner';
