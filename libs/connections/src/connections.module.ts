@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ConnectionEntity } from './connection.entity';
 import { ConnectionRepository } from './connection.repository';
+import { KeyRotationRepository } from './key-rotation.repository';
 import { TypeormConnectionRepository } from './typeorm-connection.repository';
 
 /**
@@ -10,7 +11,7 @@ import { TypeormConnectionRepository } from './typeorm-connection.repository';
  */
 @Module({
   imports: [TypeOrmModule.forFeature([ConnectionEntity])],
-  providers: [{ provide: ConnectionRepository, useClass: TypeormConnectionRepository }],
-  exports: [ConnectionRepository],
+  providers: [{ provide: ConnectionRepository, useClass: TypeormConnectionRepository }, KeyRotationRepository],
+  exports: [ConnectionRepository, KeyRotationRepository],
 })
 export class ConnectionsModule {}

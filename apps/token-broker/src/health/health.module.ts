@@ -1,11 +1,13 @@
+import { ConnectionsModule } from '@app/connections';
 import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { HealthController } from './health.controller';
+import { KeyCoverage } from './key-coverage';
 import { ReadinessChecks } from './readiness.service';
 
 @Module({
-  imports: [TerminusModule.forRoot({ logger: false })],
+  imports: [TerminusModule.forRoot({ logger: false }), ConnectionsModule],
   controllers: [HealthController],
-  providers: [ReadinessChecks],
+  providers: [ReadinessChecks, KeyCoverage],
 })
 export class HealthModule {}

@@ -3,6 +3,7 @@ import { pendingMigrations } from '@app/database';
 import { Inject, Injectable } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { DataSource } from 'typeorm';
+import { KeyCoverage } from './key-coverage';
 
 const DATABASE_TIMEOUT_MS = 2_000;
 
@@ -14,6 +15,7 @@ export class ReadinessChecks {
     private readonly dataSource: DataSource,
     private readonly cipher: TokenCipher,
     @Inject(KEY_RING) private readonly keyRing: KeyRing,
+    private readonly coverage: KeyCoverage,
   ) {}
 
   /** One round trip proves the server answers and tells whether every migration is applied. */
@@ -28,13 +30,18 @@ export class ReadinessChecks {
     }
   }
 
-  /** The active key seals and opens: the ring is loaded and usable. */
+  /** The active key seals and opens, and the ring holds every key the stored values were sealed under. */
   keys(): HealthIndicatorResult {
     const check = this.indicators.check('keyRing');
     try {
       const context = { connectionId: 'readiness-probe', field: 'access_token' as const };
       const ok = this.cipher.open(this.cipher.seal('probe', context), context) === 'probe';
-      return ok ? check.up({ activeKeyId: this.keyRing.activeKid }) : check.down({ message: 'key ring round trip failed' });
+      if (!ok) return check.down({ message: 'key ring round trip failed' });
+      const missing = this.coverage.missingKeyIds();
+      if (missing === undefined) return check.down({ message: 'stored key ids not checked yet' });
+      // Which ids are missing is in the log; the public body only says that some are.
+      if (missing.length > 0) return check.down({ message: 'stored values are sealed under a key the ring lacks' });
+      return check.up({ activeKeyId: this.keyRing.activeKid });
     } catch (error) {
       return check.down({ message: `key ring unusable: ${describe(error)}` });
     }
