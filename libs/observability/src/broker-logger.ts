@@ -1,13 +1,21 @@
 import { LoggerService, LogLevel } from '@nestjs/common';
 import pino, { DestinationStream, Level, Logger as Pino } from 'pino';
-import { REDACTED_PATHS } from './redaction';
+import { redactedErrorSerializer, redactLogFields } from './redaction';
 
 /** LOG_LEVEL values pino understands, plus `silent`. */
 export type BrokerLogLevel = Level | 'silent';
 
-/** The one pino instance of a broker process: JSON lines (on stdout unless told otherwise), secrets redacted (guarantee 2). */
+/**
+ * The one pino instance of a broker process: JSON lines (on stdout unless told otherwise),
+ * secrets redacted at any depth (guarantee 2; see redaction.ts).
+ */
 export function createPino(level: string, destination?: DestinationStream): Pino {
-  const options = { level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, base: { pid: process.pid } };
+  const options = {
+    level,
+    base: { pid: process.pid },
+    formatters: { log: redactLogFields },
+    serializers: { err: redactedErrorSerializer },
+  };
   return destination ? pino(options, destination) : pino(options);
 }
 
