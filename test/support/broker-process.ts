@@ -21,12 +21,16 @@ export interface BrokerProcess extends ChildServer {
  * in-process broker can read what it wrote), and resolves once /health/ready answers 200.
  * `env` is added on top (the sandbox's env(), REFRESH_* settings).
  */
-export async function startBrokerProcess(env: Record<string, string>, options: { readyTimeoutMs?: number } = {}): Promise<BrokerProcess> {
+export async function startBrokerProcess(
+  env: Record<string, string>,
+  options: { readyTimeoutMs?: number; /** Play a host whose clock is this far off (test/support/skewed-clock.ts). */ clockSkewMs?: number } = {},
+): Promise<BrokerProcess> {
   const port = await freePort();
+  const skew = options.clockSkewMs ? ['-r', join(__dirname, 'skewed-clock.ts')] : [];
   const child = spawnChild(
     'the broker process',
     process.execPath,
-    ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register', join(ROOT, 'apps/token-broker/src/main.ts')],
+    ['-r', 'ts-node/register/transpile-only', '-r', 'tsconfig-paths/register', ...skew, join(ROOT, 'apps/token-broker/src/main.ts')],
     {
       cwd: ROOT,
       // Only what the broker needs: nothing from the test runner's environment leaks into its config.
@@ -44,6 +48,7 @@ export async function startBrokerProcess(env: Record<string, string>, options: {
         TOKEN_ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
         SERVICE_API_KEYS: `tests:${TEST_SERVICE_KEY}`,
         ADMIN_API_KEYS: `ops:${TEST_ADMIN_KEY}`,
+        ...(options.clockSkewMs ? { TEST_CLOCK_SKEW_MS: String(options.clockSkewMs) } : {}),
         ...env,
       },
     },
