@@ -228,8 +228,15 @@ interface ClientCredentials {
   viaBasic: boolean;
 }
 
-function clientCredentials(spec: ProviderSpec, req: IncomingMessage, params: URLSearchParams): ClientCredentials {
-  const basic = spec.acceptsBasicAuth ? basicCredentials(req) : undefined;
+function clientCredentials(spec: ProviderSpec, deps: OAuthRouteDeps, req: IncomingMessage, params: URLSearchParams): ClientCredentials {
+  // A GET exchange (Copernica) has nowhere but its query for the credentials: Basic-only does not apply.
+  const basicOnly = spec.tokenRequest === 'form-post' && deps.state.behaviour(spec.id).requireBasicAuth;
+  const basic = spec.acceptsBasicAuth || basicOnly ? basicCredentials(req) : undefined;
+  if (basicOnly) {
+    // One method per request (RFC 6749 section 2.3): a secret in the body is refused even beside Basic.
+    if (!basic || params.has('client_secret')) return { id: undefined, secret: undefined, viaBasic: true };
+    return { id: basic.id, secret: basic.secret, viaBasic: true };
+  }
   if (basic) return { id: basic.id, secret: basic.secret, viaBasic: true };
   return { id: param(params, 'client_id'), secret: param(params, 'client_secret'), viaBasic: false };
 }
@@ -242,7 +249,7 @@ function authenticateClient(
   res: ServerResponse,
   params: URLSearchParams,
 ): string | undefined {
-  const credentials = clientCredentials(spec, req, params);
+  const credentials = clientCredentials(spec, deps, req, params);
   if (credentials.id !== undefined && deps.state.authenticateClient(spec.id, credentials.id, credentials.secret)) {
     return credentials.id;
   }

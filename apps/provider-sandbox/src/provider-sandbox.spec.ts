@@ -717,6 +717,28 @@ describe('control API over HTTP', () => {
     expect((await check('copyai', tokens.access_token)).status).toBe(401);
   });
 
+  it('turns a provider Basic-only on command: credentials in the body get 401 invalid_client, HTTP Basic is accepted', async () => {
+    expect((await postJson('/_sandbox/configure', { provider: 'copper', requireBasicAuth: true })).status).toBe(204);
+    sandbox.configure('copper', { issueRefreshToken: true });
+    const refreshToken = sandbox.issueTokens('copper').refresh_token ?? '';
+    const tokenUrl = sandbox.endpoints('copper').tokenUrl;
+
+    const inBody = await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: 'copper-client', client_secret: 'copper-secret' });
+    expect(inBody.status).toBe(401);
+    expect(inBody.headers.get('www-authenticate')).toContain('Basic');
+    expect(await inBody.json()).toMatchObject({ error: 'invalid_client' });
+
+    // Both at once is two methods in one request (RFC 6749 section 2.3): refused as well.
+    const basic = { authorization: `Basic ${Buffer.from('copper-client:copper-secret').toString('base64')}` };
+    const both = await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: refreshToken, client_secret: 'copper-secret' }, basic);
+    expect(both.status).toBe(401);
+
+    const viaBasic = await postForm(tokenUrl, { grant_type: 'refresh_token', refresh_token: refreshToken }, basic);
+    expect(viaBasic.status).toBe(200);
+    expect(((await viaBasic.json()) as TokenResponse).access_token).toMatch(/^cpr_at_/);
+    expect(() => sandbox.configure('copper', { requireBasicAuth: 'yes' as unknown as boolean })).toThrow(/requireBasicAuth/);
+  });
+
   it('rejects bad input with 400 invalid_request', async () => {
     const cases: unknown[] = [
       { provider: 'github' },

@@ -79,6 +79,9 @@ export function parseBehaviourPatch(input: unknown, ignoredKeys: readonly string
       case 'requirePkce':
         patch.requirePkce = bool(key, value);
         break;
+      case 'requireBasicAuth':
+        patch.requireBasicAuth = bool(key, value);
+        break;
       case 'issuer':
         patch.issuer = stringOrNull(key, value, 2048);
         break;

@@ -43,6 +43,12 @@ export interface ProviderBehaviour {
   refreshTokenLifetimeSec: number | null;
   /** Default false; when true authorize requires an S256 `code_challenge` and the token endpoint the matching `code_verifier`. */
   requirePkce: boolean;
+  /**
+   * Default false; when true the token and revocation endpoints take client credentials only as
+   * HTTP Basic (RFC 6749 section 2.3.1), whatever the provider otherwise accepts: a `client_secret`
+   * in the body, alone or besides Basic, gets 401 invalid_client. Copernica's GET exchange ignores it.
+   */
+  requireBasicAuth: boolean;
   /** RFC 9207: when set, every callback (with a code or an error) carries `iss` with this value. Default null: no `iss`. */
   issuer: string | null;
   /**

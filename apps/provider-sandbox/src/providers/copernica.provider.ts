@@ -22,6 +22,7 @@ export const copernicaProvider: ProviderSpec = {
     rotateRefreshTokens: false,
     refreshTokenLifetimeSec: null,
     requirePkce: false,
+    requireBasicAuth: false,
     issuer: null,
     authorizeError: null,
   },

@@ -21,6 +21,7 @@ export const copperProvider: ProviderSpec = {
     rotateRefreshTokens: true,
     refreshTokenLifetimeSec: null,
     requirePkce: false,
+    requireBasicAuth: false,
     issuer: null,
     authorizeError: null,
   },

@@ -22,6 +22,7 @@ export const copyaiProvider: ProviderSpec = {
     rotateRefreshTokens: true,
     refreshTokenLifetimeSec: null,
     requirePkce: false,
+    requireBasicAuth: false,
     issuer: null,
     authorizeError: null,
   },
