@@ -256,7 +256,7 @@ describe('rotateKeys (real Postgres)', () => {
     // Once the writer lets go, the row is taken on the next run.
     const result = await rotateKeys(repository, { batchSize: 10 });
     expect(result.resealed).toBe(1);
-    expect(result.remainingByKey).toEqual({ new: 30 });
+    expect(result.remainingByKey).toEqual({ new: 60 });
   });
 
   it('picks up a row the moment its lock is released mid-run', async () => {
