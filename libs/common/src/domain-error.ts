@@ -35,6 +35,8 @@ export enum ErrorCode {
   PayloadTooLarge = 'payload_too_large',
   UriTooLong = 'uri_too_long',
   NotReady = 'not_ready',
+  /** The database cannot be reached right now (refused, reset, timed out, shutting down): 503 with Retry-After. */
+  DatabaseUnavailable = 'database_unavailable',
   Internal = 'internal_error',
 }
 
@@ -68,6 +70,7 @@ export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.ProviderUnavailable]: 503,
   [ErrorCode.RefreshInProgress]: 503,
   [ErrorCode.NotReady]: 503,
+  [ErrorCode.DatabaseUnavailable]: 503,
 };
 
 export class DomainError extends Error {

@@ -1,6 +1,6 @@
 import { KEY_RING, KeyRing, TokenCipher } from '@app/crypto';
-import { pendingMigrations } from '@app/database';
-import { Inject, Injectable } from '@nestjs/common';
+import { describeDatabaseError, isDatabaseUnavailable, pendingMigrations } from '@app/database';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { DataSource } from 'typeorm';
 import { KeyCoverage } from './key-coverage';
@@ -10,6 +10,10 @@ const DATABASE_TIMEOUT_MS = 2_000;
 /** The checks behind /health/ready: each answers quickly and says what is wrong, never a secret. */
 @Injectable()
 export class ReadinessChecks {
+  private readonly logger = new Logger('Readiness');
+  /** The database problem last logged, so a failing probe every few seconds logs once per change, not once per probe. */
+  private loggedDatabaseProblem: string | undefined;
+
   constructor(
     private readonly indicators: HealthIndicatorService,
     private readonly dataSource: DataSource,
@@ -18,15 +22,22 @@ export class ReadinessChecks {
     private readonly coverage: KeyCoverage,
   ) {}
 
-  /** One round trip proves the server answers and tells whether every migration is applied. */
+  /**
+   * One round trip proves the server answers and tells whether every migration is applied. The
+   * probe's answer is public: it says which check failed (`unreachable`), never the driver's
+   * error, which names the database's host and port; that goes to the log at warn.
+   */
   async database(): Promise<HealthIndicatorResult> {
     const check = this.indicators.check('database');
     try {
       const pending = await withTimeout(pendingMigrations(this.dataSource), DATABASE_TIMEOUT_MS);
+      this.databaseProblem(undefined);
       if (pending.length > 0) return check.down({ message: `migrations not applied: ${pending.join(', ')}` });
       return check.up();
     } catch (error) {
-      return check.down({ message: `database unreachable: ${describe(error)}` });
+      const unreachable = error instanceof ProbeTimeout || isDatabaseUnavailable(error);
+      this.databaseProblem(error instanceof ProbeTimeout ? error.message : describeDatabaseError(error));
+      return check.down({ message: unreachable ? 'unreachable' : 'query failed (see the log)' });
     }
   }
 
@@ -46,12 +57,22 @@ export class ReadinessChecks {
       return check.down({ message: `key ring unusable: ${describe(error)}` });
     }
   }
+
+  /** Logs the database check's failure when it starts or changes, and its recovery. */
+  private databaseProblem(problem: string | undefined): void {
+    if (problem === this.loggedDatabaseProblem) return;
+    if (problem !== undefined) this.logger.warn(`readiness: database check fails: ${problem}`);
+    else this.logger.log('readiness: database check passes again');
+    this.loggedDatabaseProblem = problem;
+  }
 }
+
+class ProbeTimeout extends Error {}
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new ProbeTimeout(`no answer within ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,4 +1,5 @@
 import { DomainError, ErrorCode, HTTP_STATUS_BY_CODE } from '@app/common';
+import { describeDatabaseError, isDatabaseUnavailable } from '@app/database';
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
@@ -9,6 +10,12 @@ export interface ErrorBody {
   requestId?: string;
   [detail: string]: unknown;
 }
+
+/**
+ * Retry-After when the database cannot be reached: about the pool's connect timeout, so a caller
+ * that waits this long finds a reconnected pool or a fresh verdict, not the same failure.
+ */
+export const DATABASE_RETRY_AFTER_SEC = 5;
 
 /** Statuses Nest or Fastify raise on their own, mapped onto the broker's codes. */
 const CODE_BY_STATUS: Record<number, ErrorCode> = {
@@ -37,18 +44,34 @@ export class ErrorFilter implements ExceptionFilter {
 
 /**
  * The one place errors become HTTP responses: `{statusCode, error, message}`. Domain errors
- * carry their code; framework errors are mapped by status; anything else is an internal
- * error, logged once with the request id the caller also receives (never the cause's text,
- * which might hold a secret). Used by ErrorFilter and by the routes Fastify serves without Nest
- * (the token read, see token-read.route.ts).
+ * carry their code; framework errors are mapped by status; a database that cannot be reached is
+ * 503 `database_unavailable` with Retry-After (guarantee 12), its cause logged at warn and never
+ * answered (it names the database's host and port); anything else is an internal error, logged
+ * once with the request id the caller also receives (never the cause's text, which might hold a
+ * secret). Used by ErrorFilter and by the routes Fastify serves without Nest (the token read,
+ * see token-read.route.ts).
  */
-export function sendError(exception: unknown, request: FastifyRequest, reply: FastifyReply, logger: Pick<Logger, 'error'>): void {
+export function sendError(exception: unknown, request: FastifyRequest, reply: FastifyReply, logger: Pick<Logger, 'error' | 'warn'>): void {
   const body = errorBody(exception, request);
-  if (body.statusCode >= 500 && body.error === ErrorCode.Internal) {
+  if (body.error === ErrorCode.DatabaseUnavailable && !(exception instanceof DomainError)) {
+    logger.warn({ requestId: request.id, cause: describeDatabaseError(exception) }, 'database unavailable; answered 503');
+  } else if (body.statusCode >= 500 && body.error === ErrorCode.Internal) {
     logger.error({ requestId: request.id, err: exception }, 'unhandled error');
   }
   if (typeof body.retryAfter === 'number') void reply.header('retry-after', String(body.retryAfter));
   void reply.status(body.statusCode).header('content-type', 'application/json; charset=utf-8').send(body);
+}
+
+/**
+ * The code an error is answered with (the `error` of its body), without building the body: what
+ * an audit record gives as the outcome of a request that failed.
+ */
+export function errorCodeOf(exception: unknown): ErrorCode {
+  if (exception instanceof DomainError) return exception.code;
+  if (exception instanceof HttpException) return codeForStatus(exception.getStatus());
+  if (isDatabaseUnavailable(exception)) return ErrorCode.DatabaseUnavailable;
+  if (isFrameworkError(exception)) return frameworkErrorBody(exception).error;
+  return ErrorCode.Internal;
 }
 
 function errorBody(exception: unknown, request: FastifyRequest): ErrorBody {
@@ -57,19 +80,34 @@ function errorBody(exception: unknown, request: FastifyRequest): ErrorBody {
   }
   if (exception instanceof HttpException) {
     const status = exception.getStatus();
-    const code = CODE_BY_STATUS[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.ValidationFailed);
+    const code = codeForStatus(status);
     return { statusCode: status, error: code, message: httpMessage(exception, code, request) };
   }
-  const fastifyError = exception as FastifyFrameworkError;
-  if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode < 500 && fastifyError.code?.startsWith('FST_')) {
-    return frameworkErrorBody(fastifyError);
+  if (isDatabaseUnavailable(exception)) {
+    return {
+      statusCode: HTTP_STATUS_BY_CODE[ErrorCode.DatabaseUnavailable],
+      error: ErrorCode.DatabaseUnavailable,
+      message: 'the database cannot be reached right now; try again shortly',
+      retryAfter: DATABASE_RETRY_AFTER_SEC,
+    };
   }
+  if (isFrameworkError(exception)) return frameworkErrorBody(exception);
   return {
     statusCode: HTTP_STATUS_BY_CODE[ErrorCode.Internal],
     error: ErrorCode.Internal,
     message: `internal error; quote request id ${request.id} when reporting it`,
     requestId: request.id,
   };
+}
+
+function codeForStatus(status: number): ErrorCode {
+  return CODE_BY_STATUS[status] ?? (status >= 500 ? ErrorCode.Internal : ErrorCode.ValidationFailed);
+}
+
+/** A 4xx Fastify raised itself (its codes start with FST_). */
+function isFrameworkError(exception: unknown): exception is FastifyFrameworkError {
+  const error = exception as FastifyFrameworkError | null;
+  return typeof error?.statusCode === 'number' && error.statusCode < 500 && error.code?.startsWith('FST_') === true;
 }
 
 interface FastifyFrameworkError {

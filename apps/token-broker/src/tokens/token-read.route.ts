@@ -113,7 +113,7 @@ export function documentTokenRead(document: OpenAPIObject): void {
         409: error('needs_reauth or revoked: open a new connect session'),
         500: error('token_unreadable: the stored token cannot be decrypted (its key left TOKEN_ENCRYPTION_KEYS, or the row was altered); or internal, with a request id'),
         502: error('provider_misconfigured: the token expired and the provider rejected the broker\'s client credentials'),
-        503: error('provider_unavailable: the token expired and could not be refreshed (Retry-After)'),
+        503: error('provider_unavailable: the token expired and could not be refreshed; database_unavailable: the database cannot be reached (both with Retry-After)'),
       },
     },
   };
