@@ -565,18 +565,21 @@ describe('/admin', () => {
       expect(logged.includes(secret)).toBe(false);
     }
     expect(logged).not.toMatch(SANDBOX_TOKEN);
-    // Each change is one audit line naming the admin key.
+    // Every admin request is one audit line naming the admin key, with its outcome (test/admin/admin-audit.e2e-spec.ts has more).
     const audit = logs.lines
       .slice(logStart)
       .map((line) => JSON.parse(line) as Record<string, unknown>)
-      .filter((entry) => entry.context === 'AdminAudit');
-    expect(audit.map((entry) => [entry.action, entry.caller, entry.account ?? entry.provider])).toEqual([
-      ['refresh', 'ops', 'acme'],
-      ['refresh', 'ops', 'acme'],
-      ['refresh', 'ops', 'initech'],
-      ['revoke', 'ops', 'acme'],
-      ['revoke-all', 'ops', 'copper'],
-      ['revoke-all', 'ops', 'copernica'],
+      .filter((entry) => entry.context === 'Audit');
+    expect(audit.map((entry) => [entry.action, entry.actor, entry.account ?? entry.provider, entry.outcome])).toEqual([
+      ['connections.list', 'ops', null, 'ok'],
+      ['connections.get', 'ops', 'acme', 'ok'],
+      ['connections.get', 'ops', 'acme', 'provider_ambiguous'],
+      ['connection.refresh', 'ops', 'acme', 'refreshed'],
+      ['connection.refresh', 'ops', 'acme', 'provider_unavailable'],
+      ['connection.refresh', 'ops', 'initech', 'not_refreshable'],
+      ['connection.revoke', 'ops', 'acme', 'revoked'],
+      ['provider.revoke_all', 'ops', 'copper', 'revoked'],
+      ['provider.revoke_all', 'ops', 'copernica', 'revoked'],
     ]);
   });
 });

@@ -115,11 +115,12 @@ describe('database outage', () => {
     const list = await answer(broker, '/admin/connections', 'admin');
     expectDatabaseUnavailable(list);
     expectDatabaseUnavailable(await answer(broker, '/admin/connections/outage-acme', 'admin'));
-    // The cause is for the log (at warn).
+    // The cause is for the log (at warn), and the admin request is audited with the code it got.
     const requestId = list.headers.get('x-request-id');
     expect(logs.entries()).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ context: 'Errors', requestId, cause: expect.stringMatching(/Connection terminated|ECONN/) as string }),
+        expect.objectContaining({ context: 'Audit', requestId, action: 'connections.list', actor: 'ops', outcome: 'database_unavailable' }),
       ]),
     );
     // Still serving: the same request again, and liveness, answer at once.

@@ -1,3 +1,4 @@
+export * from './audit-log';
 export * from './broker-logger';
 export * from './metrics';
 export * from './observability.module';

@@ -1,12 +1,12 @@
 import { AdminAccess, Caller, CurrentCaller } from '@app/auth';
-import { assertAccountId } from '@app/common';
 import { ConnectionStatus } from '@app/connections';
 import { PROVIDER_IDS } from '@app/providers';
-import { Controller, Get, Header, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Controller, Get, Header, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
-import { assertNoQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parseListQuery, parseProviderQuery } from './admin-query';
+import type { FastifyRequest } from 'fastify';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './admin-query';
 import { ConnectionPageDto, ConnectionViewDto, RefreshResponseDto, RevokeAllResponseDto, RevokeResponseDto } from './admin.dto';
-import { AdminService } from './admin.service';
+import { AdminRequest, AdminService } from './admin.service';
 
 const PROVIDER_QUERY = {
   name: 'provider',
@@ -17,7 +17,8 @@ const PROVIDER_QUERY = {
 
 /**
  * /admin: for on-call engineers holding an admin key (a service key gets 403). Answers never
- * carry a token; state-changing calls are audited by AdminService.
+ * carry a token. Input is handed to AdminService as it came, so that a call refused for bad input
+ * is audited like any other (AdminService validates inside the audited attempt).
  */
 @ApiTags('admin')
 @ApiBearerAuth()
@@ -34,8 +35,8 @@ export class AdminController {
   @ApiQuery({ name: 'status', required: false, enum: ConnectionStatus })
   @ApiQuery({ name: 'cursor', required: false, type: String, description: 'nextCursor of the previous page' })
   @ApiQuery({ name: 'limit', required: false, type: Number, description: `page size, 1-${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})` })
-  async list(@Query() query: Record<string, unknown>): Promise<ConnectionPageDto> {
-    return this.admin.list(parseListQuery(query));
+  async list(@CurrentCaller() caller: Caller, @Req() request: FastifyRequest, @Query() query: Record<string, unknown>): Promise<ConnectionPageDto> {
+    return this.admin.list(asking(caller, request), query);
   }
 
   @Get('connections/:account')
@@ -43,9 +44,13 @@ export class AdminController {
   @ApiOperation({ summary: 'one connection' })
   @ApiOkResponse({ type: ConnectionViewDto })
   @ApiQuery(PROVIDER_QUERY)
-  async get(@Param('account') account: string, @Query() query: Record<string, unknown>): Promise<ConnectionViewDto> {
-    assertAccountId(account);
-    return this.admin.get(account, parseProviderQuery(query));
+  async get(
+    @CurrentCaller() caller: Caller,
+    @Req() request: FastifyRequest,
+    @Param('account') account: string,
+    @Query() query: Record<string, unknown>,
+  ): Promise<ConnectionViewDto> {
+    return this.admin.get(asking(caller, request), account, query);
   }
 
   @Post('connections/:account/revoke')
@@ -57,9 +62,13 @@ export class AdminController {
   })
   @ApiOkResponse({ type: RevokeResponseDto })
   @ApiQuery(PROVIDER_QUERY)
-  async revoke(@CurrentCaller() caller: Caller, @Param('account') account: string, @Query() query: Record<string, unknown>): Promise<RevokeResponseDto> {
-    assertAccountId(account);
-    return this.admin.revoke(caller, account, parseProviderQuery(query));
+  async revoke(
+    @CurrentCaller() caller: Caller,
+    @Req() request: FastifyRequest,
+    @Param('account') account: string,
+    @Query() query: Record<string, unknown>,
+  ): Promise<RevokeResponseDto> {
+    return this.admin.revoke(asking(caller, request), account, query);
   }
 
   @Post('connections/:account/refresh')
@@ -73,9 +82,13 @@ export class AdminController {
   })
   @ApiOkResponse({ type: RefreshResponseDto })
   @ApiQuery(PROVIDER_QUERY)
-  async refresh(@CurrentCaller() caller: Caller, @Param('account') account: string, @Query() query: Record<string, unknown>): Promise<RefreshResponseDto> {
-    assertAccountId(account);
-    return this.admin.refresh(caller, account, parseProviderQuery(query));
+  async refresh(
+    @CurrentCaller() caller: Caller,
+    @Req() request: FastifyRequest,
+    @Param('account') account: string,
+    @Query() query: Record<string, unknown>,
+  ): Promise<RefreshResponseDto> {
+    return this.admin.refresh(asking(caller, request), account, query);
   }
 
   @Post('providers/:provider/revoke-all')
@@ -86,8 +99,16 @@ export class AdminController {
     description: 'Revoked connections are skipped, so calling it again resumes an interrupted run. 404 for an unknown or unconfigured provider.',
   })
   @ApiOkResponse({ type: RevokeAllResponseDto })
-  async revokeAll(@CurrentCaller() caller: Caller, @Param('provider') provider: string, @Query() query: Record<string, unknown>): Promise<RevokeAllResponseDto> {
-    assertNoQuery(query);
-    return this.admin.revokeAll(caller, provider);
+  async revokeAll(
+    @CurrentCaller() caller: Caller,
+    @Req() request: FastifyRequest,
+    @Param('provider') provider: string,
+    @Query() query: Record<string, unknown>,
+  ): Promise<RevokeAllResponseDto> {
+    return this.admin.revokeAll(asking(caller, request), provider, query);
   }
+}
+
+function asking(caller: Caller, request: FastifyRequest): AdminRequest {
+  return { caller, requestId: String(request.id) };
 }

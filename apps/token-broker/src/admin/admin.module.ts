@@ -1,4 +1,5 @@
 import { ConnectionsModule } from '@app/connections';
+import { AuditLog } from '@app/observability';
 import { ProvidersModule } from '@app/providers';
 import { RefreshModule } from '@app/refresh';
 import { TokensModule } from '@app/tokens';
@@ -15,6 +16,6 @@ import { ConnectionRevoker } from './connection-revoker';
 @Module({
   imports: [ConnectionsModule, ProvidersModule, RefreshModule, TokensModule],
   controllers: [AdminController],
-  providers: [AdminService, ConnectionRevoker],
+  providers: [AdminService, ConnectionRevoker, AuditLog],
 })
 export class AdminModule {}

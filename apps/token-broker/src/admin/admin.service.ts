@@ -1,12 +1,14 @@
 import { Caller } from '@app/auth';
-import { DomainError, ErrorCode } from '@app/common';
+import { assertAccountId, DomainError, ErrorCode } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
+import { AuditLog } from '@app/observability';
 import { isProviderId, PROVIDER_IDS, providerDefinition, ProviderId } from '@app/providers';
 import { RefreshEngine, RefreshOutcome } from '@app/refresh';
 import { ConnectionCache } from '@app/tokens';
-import { Injectable, Logger } from '@nestjs/common';
-import { ListQuery } from './admin-query';
+import { Injectable } from '@nestjs/common';
+import { errorCodeOf } from '../http/error.filter';
+import { assertNoQuery, parseListQuery, parseProviderQuery } from './admin-query';
 import {
   ConnectionPageDto,
   ConnectionViewDto,
@@ -24,79 +26,102 @@ const REVOKE_ALL_PAGE = 100;
 /** Statuses whose rows may still hold tokens: everything but revoked. */
 const HOLDING_TOKENS: ReadonlyArray<ConnectionStatus> = [ConnectionStatus.Active, ConnectionStatus.NeedsReauth, ConnectionStatus.Error];
 
+/** Who asks, for the audit record: the admin key (its name is recorded, never its secret) and the request id. */
+export interface AdminRequest {
+  caller: Caller;
+  requestId: string;
+}
+
+/** The audit actions of /admin (DESIGN, "Audit trail"). */
+type AdminAction = 'connections.list' | 'connections.get' | 'connection.revoke' | 'connection.refresh' | 'provider.revoke_all';
+
+/** What an admin action learns about its own audit record while it runs. */
+interface AuditDraft {
+  account?: string;
+  provider?: string;
+  /** What a success is recorded as; a failure is recorded as the error code it is answered with. */
+  outcome: string;
+  detail?: Record<string, unknown>;
+}
+
 /**
  * The /admin use cases: look at connections, revoke one or all of a provider's, refresh one now.
  * Never returns or logs a token (guarantee 2): answers are built from ConnectionRecord, which
- * holds none, and provider failures are reported by their (secret-free) messages. Every action
- * that changes something writes one audit line naming the admin key.
+ * holds none, and provider failures are reported by their (secret-free) messages.
+ *
+ * Every call is audited, success or failure, input errors included: each method takes the
+ * route's raw input and validates it inside `audited`, whose `finally` records the outcome
+ * through AuditLog (at a level LOG_LEVEL does not filter).
  */
 @Injectable()
 export class AdminService {
-  private readonly audit = new Logger('AdminAudit');
-
   constructor(
     private readonly config: AppConfig,
     private readonly connections: ConnectionRepository,
     private readonly revoker: ConnectionRevoker,
     private readonly engine: RefreshEngine,
     private readonly cache: ConnectionCache,
+    private readonly audit: AuditLog,
   ) {}
 
-  async list({ filter, cursor, limit }: ListQuery): Promise<ConnectionPageDto> {
-    const page = await this.connections.list(filter, cursor, limit);
-    return { items: page.items.map(toConnectionView), nextCursor: page.nextCursor };
+  async list(asking: AdminRequest, query: Record<string, unknown>): Promise<ConnectionPageDto> {
+    return this.audited(asking, 'connections.list', { provider: rawString(query.provider) }, async (draft) => {
+      const { filter, cursor, limit } = parseListQuery(query);
+      const page = await this.connections.list(filter, cursor, limit);
+      draft.detail = { status: filter.status ?? null, returned: page.items.length };
+      return { items: page.items.map(toConnectionView), nextCursor: page.nextCursor };
+    });
   }
 
-  async get(account: string, provider: ProviderId | undefined): Promise<ConnectionViewDto> {
-    return toConnectionView(await this.resolve(account, provider));
+  async get(asking: AdminRequest, account: string, query: Record<string, unknown>): Promise<ConnectionViewDto> {
+    return this.audited(asking, 'connections.get', { account, provider: rawString(query.provider) }, async (draft) => {
+      const record = await this.resolve(account, query, draft);
+      return toConnectionView(record);
+    });
   }
 
-  async revoke(caller: Caller, account: string, provider: ProviderId | undefined): Promise<RevokeResponseDto> {
-    const record = await this.resolve(account, provider);
-    const result = await this.revoker.revoke(record.id);
-    if (!result) throw notFound(account, record.provider);
-    const message = revocationMessage(result);
-    this.audit.log(
-      {
-        action: 'revoke',
-        caller: caller.name,
-        account,
-        provider: record.provider,
-        alreadyRevoked: result.alreadyRevoked,
+  async revoke(asking: AdminRequest, account: string, query: Record<string, unknown>): Promise<RevokeResponseDto> {
+    return this.audited(asking, 'connection.revoke', { account, provider: rawString(query.provider) }, async (draft) => {
+      const record = await this.resolve(account, query, draft);
+      const result = await this.revoker.revoke(record.id);
+      if (!result) throw notFound(account, record.provider);
+      draft.outcome = result.alreadyRevoked ? 'already_revoked' : 'revoked';
+      draft.detail = {
         accessTokenAtProvider: result.accessToken,
         refreshTokenAtProvider: result.refreshToken,
         erasedLocally: result.erasedLocally,
-      },
-      `admin ${caller.name} revoked the ${record.provider} connection of ${account}: ${message}`,
-    );
-    return {
-      account,
-      provider: record.provider,
-      alreadyRevoked: result.alreadyRevoked,
-      atProvider: { accessToken: result.accessToken, refreshToken: result.refreshToken, error: result.providerError },
-      erasedLocally: result.erasedLocally,
-      message,
-      connection: toConnectionView(result.connection),
-    };
+        providerError: result.providerError,
+      };
+      return {
+        account,
+        provider: record.provider,
+        alreadyRevoked: result.alreadyRevoked,
+        atProvider: { accessToken: result.accessToken, refreshToken: result.refreshToken, error: result.providerError },
+        erasedLocally: result.erasedLocally,
+        message: revocationMessage(result),
+        connection: toConnectionView(result.connection),
+      };
+    });
   }
 
   /**
    * Refreshes now, whatever the token's expiry and any backoff: the admin asked for it. Outcomes
    * other than new tokens become domain errors (see README: 409, 502, 503) carrying `outcome`.
    */
-  async refresh(caller: Caller, account: string, provider: ProviderId | undefined): Promise<RefreshResponseDto> {
-    const record = await this.resolve(account, provider);
-    let outcome: RefreshOutcome;
-    try {
-      outcome = await this.engine.refresh(record.id, 'admin', () => true);
-    } finally {
-      this.cache.invalidate(account);
-    }
-    this.audit.log(
-      { action: 'refresh', caller: caller.name, account, provider: record.provider, outcome: outcome.kind },
-      `admin ${caller.name} refreshed the ${record.provider} connection of ${account}: ${outcome.kind}`,
-    );
-    return this.refreshAnswer(record, outcome);
+  async refresh(asking: AdminRequest, account: string, query: Record<string, unknown>): Promise<RefreshResponseDto> {
+    return this.audited(asking, 'connection.refresh', { account, provider: rawString(query.provider) }, async (draft) => {
+      const record = await this.resolve(account, query, draft);
+      let outcome: RefreshOutcome;
+      try {
+        outcome = await this.engine.refresh(record.id, 'admin', () => true);
+      } finally {
+        this.cache.invalidate(account);
+      }
+      draft.detail = { refreshOutcome: outcome.kind };
+      const answer = this.refreshAnswer(record, outcome);
+      draft.outcome = answer.outcome;
+      return answer;
+    });
   }
 
   /**
@@ -104,56 +129,92 @@ export class AdminService {
    * at a time. Revoked rows are skipped, so calling it again resumes an interrupted run and a
    * second concurrent call only finds what the first has not reached.
    */
-  async revokeAll(caller: Caller, provider: string): Promise<RevokeAllResponseDto> {
-    if (!isProviderId(provider)) {
-      throw new DomainError(ErrorCode.ProviderNotFound, `unknown provider "${provider.slice(0, 40)}"; known: ${PROVIDER_IDS.join(', ')}`);
-    }
-    if (!this.config.providers[provider]) {
-      const prefix = providerDefinition(provider).envPrefix;
-      throw new DomainError(ErrorCode.ProviderNotFound, `${provider} is not configured on this broker (${prefix}_CLIENT_ID is unset)`);
-    }
-    const counts = { processed: 0, revokedAtProvider: 0, notSupported: 0, failedAtProvider: 0, erased: 0, alreadyRevoked: 0 };
-    const failedAccounts: string[] = [];
-    const tally = (result: RevocationReport | null): void => {
-      if (!result) return;
-      counts.processed++;
-      if (result.alreadyRevoked) {
-        counts.alreadyRevoked++;
-        return;
+  async revokeAll(asking: AdminRequest, provider: string, query: Record<string, unknown>): Promise<RevokeAllResponseDto> {
+    return this.audited(asking, 'provider.revoke_all', { provider }, async (draft) => {
+      assertNoQuery(query);
+      if (!isProviderId(provider)) {
+        throw new DomainError(ErrorCode.ProviderNotFound, `unknown provider "${provider.slice(0, 40)}"; known: ${PROVIDER_IDS.join(', ')}`);
       }
-      if (result.erasedLocally) counts.erased++;
-      const outcomes = [result.accessToken, result.refreshToken];
-      if (outcomes.includes('failed')) {
-        counts.failedAtProvider++;
-        if (failedAccounts.length < MAX_FAILED_ACCOUNTS) failedAccounts.push(result.connection.account);
-      } else if (outcomes.includes('revoked')) {
-        counts.revokedAtProvider++;
-      } else if (outcomes.includes('not_supported')) {
-        counts.notSupported++;
+      if (!this.config.providers[provider]) {
+        const prefix = providerDefinition(provider).envPrefix;
+        throw new DomainError(ErrorCode.ProviderNotFound, `${provider} is not configured on this broker (${prefix}_CLIENT_ID is unset)`);
       }
-    };
+      const counts = { processed: 0, revokedAtProvider: 0, notSupported: 0, failedAtProvider: 0, erased: 0, alreadyRevoked: 0 };
+      // The same object: a run that fails half-way is recorded with what it had done.
+      draft.detail = counts;
+      draft.outcome = 'revoked';
+      const failedAccounts: string[] = [];
+      const tally = (result: RevocationReport | null): void => {
+        if (!result) return;
+        counts.processed++;
+        if (result.alreadyRevoked) {
+          counts.alreadyRevoked++;
+          return;
+        }
+        if (result.erasedLocally) counts.erased++;
+        const outcomes = [result.accessToken, result.refreshToken];
+        if (outcomes.includes('failed')) {
+          counts.failedAtProvider++;
+          if (failedAccounts.length < MAX_FAILED_ACCOUNTS) failedAccounts.push(result.connection.account);
+        } else if (outcomes.includes('revoked')) {
+          counts.revokedAtProvider++;
+        } else if (outcomes.includes('not_supported')) {
+          counts.notSupported++;
+        }
+      };
 
-    for (const status of HOLDING_TOKENS) {
-      let cursor: string | null = null;
-      do {
-        const page = await this.connections.list({ provider, status }, cursor, REVOKE_ALL_PAGE);
-        await forEachBounded(page.items, REVOKE_ALL_CONCURRENCY, async (record) => tally(await this.revoker.revoke(record.id)));
-        cursor = page.nextCursor;
-      } while (cursor);
-    }
+      for (const status of HOLDING_TOKENS) {
+        let cursor: string | null = null;
+        do {
+          const page = await this.connections.list({ provider, status }, cursor, REVOKE_ALL_PAGE);
+          await forEachBounded(page.items, REVOKE_ALL_CONCURRENCY, async (record) => tally(await this.revoker.revoke(record.id)));
+          cursor = page.nextCursor;
+        } while (cursor);
+      }
 
-    const name = providerDefinition(provider).displayName;
-    const message =
-      counts.processed === 0
-        ? `no ${name} connection holds tokens; nothing to revoke`
-        : `${counts.erased} ${name} connection(s) erased locally: ${counts.revokedAtProvider} revoked at ${name}, ` +
-          `${counts.notSupported} without a revocation endpoint, ${counts.failedAtProvider} not confirmed by ${name}`;
-    this.audit.log({ action: 'revoke-all', caller: caller.name, provider, ...counts }, `admin ${caller.name} revoked all ${provider} connections: ${message}`);
-    return { provider, ...counts, failedAccounts, message };
+      const name = providerDefinition(provider).displayName;
+      const message =
+        counts.processed === 0
+          ? `no ${name} connection holds tokens; nothing to revoke`
+          : `${counts.erased} ${name} connection(s) erased locally: ${counts.revokedAtProvider} revoked at ${name}, ` +
+            `${counts.notSupported} without a revocation endpoint, ${counts.failedAtProvider} not confirmed by ${name}`;
+      return { provider, ...counts, failedAccounts, message };
+    });
   }
 
-  /** The one connection meant: `provider` may be left out when the account has a single one (as GET /tokens). */
-  private async resolve(account: string, provider: ProviderId | undefined): Promise<ConnectionRecord> {
+  /**
+   * Runs one admin action and records its audit line in `finally`: the draft's outcome when it
+   * succeeds, the code the caller is answered with when it throws (the error goes on unchanged).
+   */
+  private async audited<T>(asking: AdminRequest, action: AdminAction, target: { account?: string; provider?: string }, work: (draft: AuditDraft) => Promise<T>): Promise<T> {
+    const draft: AuditDraft = { ...target, outcome: 'ok' };
+    try {
+      return await work(draft);
+    } catch (error) {
+      draft.outcome = errorCodeOf(error);
+      throw error;
+    } finally {
+      this.audit.record({
+        action,
+        actor: asking.caller.name,
+        actorKind: 'admin',
+        account: draft.account ?? null,
+        provider: draft.provider ?? null,
+        outcome: draft.outcome,
+        requestId: asking.requestId,
+        detail: draft.detail,
+      });
+    }
+  }
+
+  /**
+   * The one connection meant, from the route's raw account and `?provider=` (validated here);
+   * `provider` may be left out when the account has a single one (as GET /tokens). The draft
+   * learns the connection's provider once it is known.
+   */
+  private async resolve(account: string, query: Record<string, unknown>, draft: AuditDraft): Promise<ConnectionRecord> {
+    assertAccountId(account);
+    const provider: ProviderId | undefined = parseProviderQuery(query);
     if (provider !== undefined) {
       const record = await this.connections.findOne(account, provider);
       if (!record) throw notFound(account, provider);
@@ -167,6 +228,7 @@ export class AdminService {
         providers,
       });
     }
+    draft.provider = records[0].provider;
     return records[0];
   }
 
@@ -221,6 +283,11 @@ export class AdminService {
         });
     }
   }
+}
+
+/** A query value as given, for the audit record of a request whose input may not be valid. */
+function rawString(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 function notFound(account: string, provider?: string): DomainError {
