@@ -86,6 +86,7 @@ export async function startBroker(
       HOST: '127.0.0.1',
       PORT: String(port),
       PUBLIC_URL: url,
+      CONNECT_RETURN_ORIGINS: 'http://localhost:*',
       DATABASE_URL: env.database.url,
       DATA_DIR: env.database.dataDir,
       TOKEN_ENCRYPTION_KEYS: env.keyRingSpec,
