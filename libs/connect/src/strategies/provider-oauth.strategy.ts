@@ -11,6 +11,17 @@ export interface ConnectedUser {
   identityError?: string;
 }
 
+/** What the flow's security rests on (and `scope`, which has its own variable): never taken from `<PREFIX>_AUTHORIZE_PARAMS`. */
+const RESERVED_AUTHORIZE_PARAMS: ReadonlySet<string> = new Set([
+  'state',
+  'redirect_uri',
+  'client_id',
+  'response_type',
+  'code_challenge',
+  'code_challenge_method',
+  'scope',
+]);
+
 type AccessTokenCallback = (error: Error | null, accessToken?: string, refreshToken?: string, params?: unknown) => void;
 
 /**
@@ -56,6 +67,19 @@ export class ProviderOAuthStrategy extends OAuth2Strategy {
     };
     // The `oauth` typings declare no success shape for the callback (a null error); the runtime uses one.
     this._oauth2.getOAuthAccessToken = exchange as typeof this._oauth2.getOAuthAccessToken;
+  }
+
+  /**
+   * `<PREFIX>_AUTHORIZE_PARAMS`, added to the authorize redirect. passport-oauth2 sets its own
+   * parameters over these, but not a PKCE one when PKCE is off, so the reserved names are dropped
+   * here as well as refused by the config check.
+   */
+  override authorizationParams(): Record<string, string> {
+    const params: Record<string, string> = {};
+    for (const [name, value] of Object.entries(this.settings.authorizeParams)) {
+      if (!RESERVED_AUTHORIZE_PARAMS.has(name)) params[name] = value;
+    }
+    return params;
   }
 
   /** Identity is kept when the provider answers; a failure there must not throw away a fresh grant. */
