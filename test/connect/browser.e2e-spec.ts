@@ -5,12 +5,14 @@
  * POST to the callback is truly cross-site and arrives without the SameSite=Lax binding cookie;
  * the broker must bounce it to its GET callback, where the cookie is sent.
  */
-import type { IncomingMessage } from 'node:http';
+import { ProviderId, providerDefinition } from '@app/providers';
+import { createServer, IncomingMessage, Server } from 'node:http';
+import { AddressInfo } from 'node:net';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { DataSource } from 'typeorm';
 import { DEFAULT_USER, ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { launchChromium, ReturnApp, startReturnApp } from '../support/browser';
-import { connectUrlFor } from '../support/connect-dance';
+import { connectUrlFor, onBroker, openConnectLink } from '../support/connect-dance';
 import { startTestBroker, TestBroker } from '../support/test-broker';
 import { openTestDataSource, truncateAll } from '../support/test-database';
 
@@ -97,11 +99,22 @@ describe('connect flow in headless Chromium (broker and providers on different s
 
   const bindingCookies = async (provider: string) => (await context!.cookies()).filter((c) => c.name === `tb_connect_${provider}`);
 
-  /** Opens the connect link, checks the consent page, clicks Allow or Deny and waits for `arrived`. */
+  /**
+   * Opens the connect link, checks the broker's confirmation page and continues, checks the
+   * consent page, clicks Allow or Deny and waits for `arrived`.
+   */
   async function clickThrough(connectUrl: string, provider: string, decision: 'allow' | 'deny', arrived: () => Promise<unknown>): Promise<void> {
     expect(connectUrl).toMatch(new RegExp(`^${broker!.url.replace('127.0.0.1', 'localhost')}/connect/${provider}\\?session=`));
     await page.goto(connectUrl);
-    expect(page.url().startsWith(`${sandbox!.url}/${provider}/`)).toBe(true);
+
+    // The link opens the broker's confirmation page, naming the account; nothing is used up yet.
+    expect(page.url()).toBe(connectUrl);
+    const [{ account, used_at: usedAt }] = await db!.query(`SELECT account, used_at FROM connect_sessions`);
+    expect(usedAt).toBeNull();
+    expect(await page.locator('#summary').innerText()).toBe(`You are connecting ${providerDefinition(provider as ProviderId).displayName} for ${account}.`);
+    expect(await bindingCookies(provider)).toEqual([]);
+    await Promise.all([page.waitForURL((url) => url.href.startsWith(`${sandbox!.url}/${provider}/`)), page.click('#continue')]);
+    expect((await db!.query(`SELECT used_at FROM connect_sessions`))[0].used_at).not.toBeNull();
     expect(await page.locator('#user').textContent()).toBe(DEFAULT_USER.name);
 
     // The broker bound the flow to this browser with a SameSite=Lax cookie on its own site.
@@ -196,5 +209,38 @@ describe('connect flow in headless Chromium (broker and providers on different s
     expectBouncedCopperCallback();
     expect((await row('acme-copper', 'copper'))?.status).toBe('active');
     await page.screenshot({ path: '/tmp/connected.png' });
+  });
+
+  it('a form on another site cannot start a flow in this browser, even one holding a confirmation cookie', async () => {
+    // The victim has opened a connect link of their own, so this browser holds a confirmation cookie.
+    await page.goto(await connectUrlFor(broker!, 'acme-victim', 'copyai'));
+    expect((await context!.cookies()).map((c) => c.name)).toContain('tb_confirm_copyai');
+
+    // The attacker's own link and page fields, posted by an auto-submitting form on another site.
+    const attackerPage = await openConnectLink(broker!, await connectUrlFor(broker!, 'mallory', 'copyai'));
+    const action = onBroker({ url: broker!.url.replace('127.0.0.1', 'localhost'), call: broker!.call }, attackerPage.action).toString();
+    const inputs = [...attackerPage.fields].map(([name, value]) => `<input type="hidden" name="${name}" value="${value}">`).join('');
+    const attacker: Server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><form id="f" method="post" action="${action}">${inputs}</form><script>document.getElementById('f').submit()</script>`);
+    });
+    await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+    try {
+      await Promise.all([page.waitForURL((url) => url.href.startsWith(action), { waitUntil: 'load' }), page.goto(`http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`)]);
+    } finally {
+      await new Promise<void>((resolve) => attacker.close(() => resolve()));
+    }
+
+    expect(await page.locator('h1.err').textContent()).toBe('Could not connect to Copy.ai');
+    expect(await page.locator('body').innerText()).toContain('session_invalid');
+    const posted = hits.filter((h) => h.method === 'POST' && h.path === '/connect/copyai');
+    expect(posted.map((h) => h.secFetchSite)).toEqual(['cross-site']);
+    const sessions: Array<{ account: string; used_at: Date | null }> = await db!.query(`SELECT account, used_at FROM connect_sessions ORDER BY account`);
+    expect(sessions.map((s) => [s.account, s.used_at])).toEqual([
+      ['acme-victim', null],
+      ['mallory', null],
+    ]);
+    expect(Number((await db!.query(`SELECT count(*) FROM oauth_states`))[0].count)).toBe(0);
+    expect(await bindingCookies('copyai')).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 import { DataSource } from 'typeorm';
 import { ProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
-import { connectUrlFor, createConnectSession, dance } from '../support/connect-dance';
+import { connectUrlFor, createConnectSession, dance, startFlow } from '../support/connect-dance';
 import { useBrokerSuite } from '../support/broker-suite';
 import { TestBroker } from '../support/test-broker';
 
@@ -123,7 +123,7 @@ describe('connect flow against the sandbox providers', () => {
 
     it('a session link used twice', async () => {
       const url = await connectUrlFor(broker, 'acme', 'copyai');
-      await fetch(url.replace(/^https?:\/\/[^/]+/, broker.url), { redirect: 'manual' });
+      await startFlow(broker, url);
       const again = await fetch(url.replace(/^https?:\/\/[^/]+/, broker.url), { redirect: 'manual' });
       expect(again.status).toBe(400);
       expect(await again.text()).toContain('already used');

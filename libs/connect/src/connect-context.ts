@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { ConnectSession } from './connect-flow.repository';
 
 /** Why a callback's state was refused; each becomes a clear message for the user. */
-export type StateRefusal = 'missing' | 'unknown_or_used' | 'expired' | 'other_provider' | 'other_browser';
+export type StateRefusal = 'missing' | 'unknown_or_used' | 'expired' | 'other_provider' | 'other_browser' | 'unreadable';
 
 /**
  * What the connect flow hangs on the raw request while Passport runs, since Passport's store
@@ -17,6 +17,8 @@ export interface ConnectContext {
   /** Filled in by the store on callback once the state matched a pending authorization. */
   session?: ConnectSession;
   refusal?: StateRefusal;
+  /** For the log line of a refusal: why, in words that hold no secret. */
+  refusalDetail?: string;
 }
 
 export type RequestWithConnect = IncomingMessage & {

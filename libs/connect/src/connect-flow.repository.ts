@@ -28,6 +28,8 @@ export interface PendingAuthorization {
  */
 export abstract class ConnectFlowRepository {
   abstract createSession(input: Omit<ConnectSession, 'id'> & { tokenHash: Buffer }): Promise<ConnectSession>;
+  /** The session a link names, or why it cannot be used, without using it up (the confirmation page, and a HEAD). */
+  abstract findSession(tokenHash: Buffer, provider: string, now: Date): Promise<ConnectSession | SessionRefusal>;
   abstract consumeSession(tokenHash: Buffer, provider: string, now: Date): Promise<ConnectSession | SessionRefusal>;
   abstract savePendingAuthorization(stateHash: Buffer, pending: Omit<PendingAuthorization, 'session'> & { sessionId: string }): Promise<void>;
   /** Deletes and returns the pending authorization for this state, or null if there is none (replayed or never issued). */
@@ -58,6 +60,18 @@ export class TypeormConnectFlowRepository extends ConnectFlowRepository {
       [input.tokenHash, input.account, input.provider, input.returnTo, input.createdBy, input.expiresAt],
     );
     return toSession(rows[0]);
+  }
+
+  async findSession(tokenHash: Buffer, provider: string, now: Date): Promise<ConnectSession | SessionRefusal> {
+    const [row] = await this.dataSource.query<SessionRow[]>(
+      `SELECT id, account, provider, return_to, created_by, expires_at, used_at FROM connect_sessions WHERE token_hash = $1`,
+      [tokenHash],
+    );
+    if (!row) return 'unknown';
+    if (row.provider !== provider) return 'wrong_provider';
+    if (row.used_at) return 'used';
+    if (row.expires_at.getTime() <= now.getTime()) return 'expired';
+    return toSession(row);
   }
 
   async consumeSession(tokenHash: Buffer, provider: string, now: Date): Promise<ConnectSession | SessionRefusal> {

@@ -11,6 +11,17 @@ export const PAGE_HEADERS: Record<string, string> = {
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
 };
 
+/**
+ * The confirmation page's headers. Browsers apply `form-action` to the redirects that follow a
+ * form submission too, so the provider's authorize origin is allowed beside our own.
+ */
+export function confirmPageHeaders(authorizeUrl: string): Record<string, string> {
+  return {
+    ...PAGE_HEADERS,
+    'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; form-action 'self' ${new URL(authorizeUrl).origin}; frame-ancestors 'none'`,
+  };
+}
+
 function escape(value: string): string {
   return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -20,8 +31,27 @@ function page(title: string, body: string, head = ''): string {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escape(title)}</title>${head}
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem}.ok{color:#1a7f37}.err{color:#b42318}code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}</style>
+h1{font-size:1.4rem}.ok{color:#1a7f37}.err{color:#b42318}code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}
+button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}</style>
 </head><body>${body}</body></html>`;
+}
+
+/**
+ * What the connect link opens: who is being connected, and a button that starts the flow. Only
+ * the form's POST uses the link up, so a HEAD or a preview fetch by a link scanner does not, and
+ * a user sent someone else's link sees whose account it would connect before anything happens.
+ */
+export function confirmPage(input: { providerName: string; account: string; action: string; fields: Record<string, string> }): string {
+  const hidden = Object.entries(input.fields)
+    .map(([name, value]) => `<input type="hidden" name="${escape(name)}" value="${escape(value)}">`)
+    .join('');
+  return page(
+    `Connect ${input.providerName}`,
+    `<h1>Connect ${escape(input.providerName)}</h1>
+<p id="summary">You are connecting ${escape(input.providerName)} for <code>${escape(input.account)}</code>.</p>
+<p>Continue only if you asked for this: the application that sent you here will act for that account with access to your ${escape(input.providerName)} data. If you did not expect it, close this window.</p>
+<form method="post" action="${escape(input.action)}">${hidden}<button id="continue" type="submit">Continue to ${escape(input.providerName)}</button></form>`,
+  );
 }
 
 export function connectedPage(providerName: string, account: string): string {

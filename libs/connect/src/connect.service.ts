@@ -7,11 +7,12 @@ import { isProviderId, ProviderClient, ProviderError, providerDefinition, Provid
 import { issuedTokenSet, RefreshPlanner } from '@app/refresh';
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { parse as parseCookies, serialize as serializeCookie } from 'cookie';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Authenticator } from 'passport';
 import { ConnectContext, RequestWithConnect, StateRefusal } from './connect-context';
 import { ConnectFlowRepository, ConnectSession, SessionRefusal } from './connect-flow.repository';
+import { confirmPage, confirmPageHeaders } from './connect-pages';
 import { OAuthStateStore, sha256, STATE_TTL_MS } from './oauth-state.store';
 import { ReturnToPolicy } from './return-to-policy';
 import { ConnectedUser, ProviderOAuthStrategy } from './strategies/provider-oauth.strategy';
@@ -21,7 +22,21 @@ export const SESSION_TTL_MS = 30 * 60 * 1000;
 
 export type CallbackOutcome =
   | { kind: 'connected'; session: ConnectSession; connection: ConnectionRecord }
-  | { kind: 'failed'; session?: ConnectSession; code: string; message: string };
+  | {
+      kind: 'failed';
+      session?: ConnectSession;
+      code: ErrorCode;
+      message: string;
+      /** With `provider_error`: the provider's own `error` code, only when it is a plain code (PROVIDER_ERROR_CODE). */
+      providerError?: string;
+    };
+
+/** A provider's `error` is repeated to the product, shown and logged only when it looks like an OAuth error code. */
+export const PROVIDER_ERROR_CODE = /^[a-z_]{1,64}$/;
+
+const SESSION_TOKEN = /^[A-Za-z0-9_-]{20,100}$/;
+/** The confirmation page's nonce: 32 random bytes, base64url. */
+const CONFIRM_NONCE = /^[A-Za-z0-9_-]{43}$/;
 
 const SESSION_REFUSALS: Record<SessionRefusal, string> = {
   unknown: 'this connect link is not valid; ask the application for a new one',
@@ -36,7 +51,11 @@ const STATE_REFUSALS: Record<StateRefusal, string> = {
   expired: 'this sign-in took longer than 10 minutes; start again',
   other_provider: 'this answer belongs to a sign-in with another provider',
   other_browser: 'this sign-in was started in another browser (or its cookie is gone); start again from the same browser',
+  unreadable: 'this sign-in could not be resumed on our side; start again',
 };
+
+/** Refusals after which the state was this flow's own: the user is sent back to the product with the error. */
+const REFUSALS_WITH_SESSION: ReadonlySet<StateRefusal | undefined> = new Set([undefined, 'other_browser', 'expired', 'unreadable']);
 
 /**
  * The connect flow: one-time connect sessions, the Passport redirect to the provider, and the
@@ -118,19 +137,57 @@ export class ConnectService implements OnModuleInit {
   }
 
   /**
-   * Starts the dance: consumes the one-time session, binds the flow to this browser with a
+   * The connect link itself (GET, and HEAD through it): the confirmation page naming the
+   * provider and the account, with the form that starts the flow. Uses nothing up, so a link
+   * scanner or an unfurler that fetches the link leaves it working. The page's cookie, echoed in
+   * the form, is what lets only this page's form start the flow (no cross-site POST can).
+   */
+  async confirmation(provider: string, sessionToken: unknown, req: IncomingMessage): Promise<{ html: string; headers: Record<string, string> }> {
+    const settings = this.settings(provider);
+    const token = this.sessionToken(sessionToken);
+    const session = await this.flows.findSession(sha256(token), settings.id, this.clock.now());
+    if (typeof session === 'string') throw new DomainError(ErrorCode.SessionInvalid, SESSION_REFUSALS[session]);
+    // Kept when already set, so two tabs of this page both work.
+    const present = this.cookie(req, this.confirmCookieName(settings.id));
+    const nonce = present && CONFIRM_NONCE.test(present) ? present : randomBytes(32).toString('base64url');
+    const remainingSec = Math.max(1, Math.floor((session.expiresAt.getTime() - this.clock.nowMs()) / 1000));
+    return {
+      html: confirmPage({
+        providerName: providerDefinition(settings.id).displayName,
+        account: session.account,
+        action: `/connect/${settings.id}`,
+        fields: { session: token, confirm: nonce },
+      }),
+      headers: { ...confirmPageHeaders(settings.endpoints.authorizeUrl), 'set-cookie': this.confirmCookie(settings.id, nonce, remainingSec) },
+    };
+  }
+
+  /**
+   * Starts the dance from the confirmation page's form: checks the form came from that page in
+   * this browser, consumes the one-time session, binds the flow to this browser with a
    * short-lived cookie, and lets Passport redirect to the provider. Writes the raw response.
    */
-  async begin(provider: string, sessionToken: unknown, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async begin(provider: string, form: Record<string, unknown>, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const settings = this.settings(provider);
-    if (typeof sessionToken !== 'string' || !/^[A-Za-z0-9_-]{20,100}$/.test(sessionToken)) {
-      throw new DomainError(ErrorCode.SessionInvalid, 'the connect link has no valid session; ask the application for a new one');
+    const token = this.sessionToken(form.session);
+    const presented = this.cookie(req, this.confirmCookieName(settings.id));
+    const echoed = form.confirm;
+    if (
+      req.headers['sec-fetch-site'] === 'cross-site' ||
+      !presented ||
+      typeof echoed !== 'string' ||
+      !timingSafeEqual(sha256(presented), sha256(echoed))
+    ) {
+      throw new DomainError(
+        ErrorCode.SessionInvalid,
+        'this confirmation did not come from the connect page in this browser; open the link from the application again',
+      );
     }
-    const session = await this.flows.consumeSession(sha256(sessionToken), settings.id, this.clock.now());
+    const session = await this.flows.consumeSession(sha256(token), settings.id, this.clock.now());
     if (typeof session === 'string') throw new DomainError(ErrorCode.SessionInvalid, SESSION_REFUSALS[session]);
 
     const nonce = randomBytes(32).toString('base64url');
-    res.setHeader('set-cookie', this.bindingCookie(settings.id, nonce, STATE_TTL_MS / 1000));
+    res.setHeader('set-cookie', [this.bindingCookie(settings.id, nonce, STATE_TTL_MS / 1000), this.confirmCookie(settings.id, '', 0)]);
     res.setHeader('cache-control', 'no-store');
     res.setHeader('referrer-policy', 'no-referrer');
     const context: ConnectContext = { provider: settings.id, browserNonce: nonce, starting: { session, browserHash: sha256(nonce) } };
@@ -147,25 +204,42 @@ export class ConnectService implements OnModuleInit {
    */
   async complete(provider: string, params: Record<string, unknown>, req: IncomingMessage, res: ServerResponse): Promise<CallbackOutcome> {
     const settings = this.settings(provider);
-    const context: ConnectContext = { provider: settings.id, browserNonce: this.browserNonce(req, settings.id) };
+    const context: ConnectContext = { provider: settings.id, browserNonce: this.cookie(req, this.bindingCookieName(settings.id)) };
     const request = Object.assign(req, { tbConnect: context, query: { ...params }, body: {} }) as RequestWithConnect;
     // The binding cookie is single-use like the state it guards.
     res.setHeader('set-cookie', this.bindingCookie(settings.id, '', 0));
+    const name = providerDefinition(settings.id).displayName;
+    // RFC 9207: with an issuer configured, only an answer naming it is from the server we sent the user to.
+    const issuerMatches = settings.issuer === null || params.iss === settings.issuer;
 
-    if (typeof params.error === 'string' || typeof params.code !== 'string' || params.code === '') {
+    if (!issuerMatches || typeof params.error === 'string' || typeof params.code !== 'string' || params.code === '') {
       // Consume the state too, so the flow cannot be resumed, and learn where to send the user.
       if (typeof params.state === 'string') await this.consumeState(request, params.state);
       // Where the state belonged to this flow but the browser check failed, the user still goes back to the product.
-      const session = context.refusal === 'other_browser' || context.refusal === 'expired' || !context.refusal ? context.session : undefined;
-      if (typeof params.error === 'string') {
-        const code = params.error === 'access_denied' ? ErrorCode.AccessDenied : ErrorCode.ExchangeFailed;
-        const message =
-          params.error === 'access_denied'
-            ? `access was declined at ${providerDefinition(settings.id).displayName}`
-            : `${providerDefinition(settings.id).displayName} returned an error (${String(params.error).slice(0, 64)})`;
-        return { kind: 'failed', session, code, message };
+      const session = REFUSALS_WITH_SESSION.has(context.refusal) ? context.session : undefined;
+      if (!issuerMatches) {
+        this.logger.warn(`${settings.id} callback refused: ${typeof params.iss === 'string' ? 'its iss is not' : 'it carries no iss, expected'} the configured issuer`);
+        return {
+          kind: 'failed',
+          session,
+          code: ErrorCode.IssuerMismatch,
+          message: `this answer did not come from the authorization server configured for ${name}; start again`,
+        };
       }
-      return { kind: 'failed', session, code: ErrorCode.StateInvalid, message: `${providerDefinition(settings.id).displayName} sent the browser back without an authorization code` };
+      if (params.error === 'access_denied') {
+        return { kind: 'failed', session, code: ErrorCode.AccessDenied, message: `access was declined at ${name}` };
+      }
+      if (typeof params.error === 'string') {
+        const providerError = PROVIDER_ERROR_CODE.test(params.error) ? params.error : undefined;
+        this.logger.warn(
+          providerError
+            ? `${settings.id} answered the authorization with error ${providerError}`
+            : `${settings.id} answered the authorization with an error that is not a plain error code (not logged)`,
+        );
+        const message = providerError ? `${name} returned an error (${providerError})` : `${name} returned an error`;
+        return { kind: 'failed', session, code: ErrorCode.ProviderError, message, providerError };
+      }
+      return { kind: 'failed', session, code: ErrorCode.StateInvalid, message: `${name} sent the browser back without an authorization code` };
     }
 
     const outcome = await this.runPassport(settings.id, request, res);
@@ -189,8 +263,13 @@ export class ConnectService implements OnModuleInit {
     }
     if (outcome.kind === 'fail') {
       const refusal = context.refusal ?? 'unknown_or_used';
-      this.logger.warn(`${settings.id} callback refused: state ${refusal}`);
-      return { kind: 'failed', session: refusal === 'other_browser' || refusal === 'expired' ? context.session : undefined, code: ErrorCode.StateInvalid, message: STATE_REFUSALS[refusal] };
+      this.logger.warn(`${settings.id} callback refused: state ${refusal}${context.refusalDetail ? ` (${context.refusalDetail})` : ''}`);
+      return {
+        kind: 'failed',
+        session: context.refusal && REFUSALS_WITH_SESSION.has(refusal) ? context.session : undefined,
+        code: ErrorCode.StateInvalid,
+        message: STATE_REFUSALS[refusal],
+      };
     }
     if (outcome.kind === 'error') {
       const cause = (outcome.error as { oauthError?: unknown }).oauthError ?? outcome.error;
@@ -202,20 +281,60 @@ export class ConnectService implements OnModuleInit {
     return { kind: 'failed', session: context.session, code: ErrorCode.StateInvalid, message: STATE_REFUSALS.unknown_or_used };
   }
 
+  /**
+   * The browser-binding cookie's name: `__Host-` prefixed behind https, which makes the browser
+   * insist on Secure, Path=/ and no Domain, so no sibling subdomain can plant or shadow it.
+   */
+  bindingCookieName(provider: string): string {
+    return `${this.secureCookies ? '__Host-' : ''}tb_connect_${provider}`;
+  }
+
+  /** Whether the request carries this provider's binding cookie (Copper's cross-site POST does not). */
+  hasBindingCookie(req: IncomingMessage, provider: string): boolean {
+    return this.cookie(req, this.bindingCookieName(provider)) !== undefined;
+  }
+
+  private confirmCookieName(provider: string): string {
+    return `${this.secureCookies ? '__Host-' : ''}tb_confirm_${provider}`;
+  }
+
+  /** SameSite=Lax: the provider's redirect back to the callback is a cross-site top-level GET that must carry it. */
   private bindingCookie(provider: string, value: string, maxAgeSec: number): string {
-    return serializeCookie(`tb_connect_${provider}`, value, {
+    return serializeCookie(this.bindingCookieName(provider), value, {
       httpOnly: true,
       secure: this.secureCookies,
       sameSite: 'lax',
-      path: `/connect/${provider}`,
+      path: this.secureCookies ? '/' : `/connect/${provider}`,
       maxAge: maxAgeSec,
     });
   }
 
-  private browserNonce(req: IncomingMessage, provider: string): string | undefined {
+  /**
+   * Echoed by the confirmation form. SameSite=Lax (set explicitly, so no browser's "Lax unless
+   * recent" POST allowance applies) keeps it off any cross-site POST, while a second tab opened
+   * from an email still finds it and reuses it.
+   */
+  private confirmCookie(provider: string, value: string, maxAgeSec: number): string {
+    return serializeCookie(this.confirmCookieName(provider), value, {
+      httpOnly: true,
+      secure: this.secureCookies,
+      sameSite: 'lax',
+      path: this.secureCookies ? '/' : `/connect/${provider}`,
+      maxAge: maxAgeSec,
+    });
+  }
+
+  private cookie(req: IncomingMessage, name: string): string | undefined {
     const header = req.headers.cookie;
     if (!header) return undefined;
-    return parseCookies(header)[`tb_connect_${provider}`] || undefined;
+    return parseCookies(header)[name] || undefined;
+  }
+
+  private sessionToken(value: unknown): string {
+    if (typeof value !== 'string' || !SESSION_TOKEN.test(value)) {
+      throw new DomainError(ErrorCode.SessionInvalid, 'the connect link has no valid session; ask the application for a new one');
+    }
+    return value;
   }
 
   /** Checks and consumes a callback's state without exchanging anything (a refused or code-less callback). */

@@ -1,5 +1,6 @@
 import { Clock } from '@app/common';
-import { TokenCipher } from '@app/crypto';
+import { SealContexts, TokenCipher, TokenDecryptError } from '@app/crypto';
+import { Logger } from '@nestjs/common';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ConnectFlowRepository } from './connect-flow.repository';
 import { RequestWithConnect } from './connect-context';
@@ -22,6 +23,8 @@ export function sha256(value: string): Buffer {
  * Passport picks the call shape by arity, so both methods keep their full parameter lists.
  */
 export class OAuthStateStore {
+  private readonly logger = new Logger('Connect');
+
   constructor(
     private readonly repository: ConnectFlowRepository,
     private readonly cipher: TokenCipher,
@@ -36,7 +39,7 @@ export class OAuthStateStore {
     }
     const state = randomBytes(32).toString('base64url');
     const stateHash = sha256(state);
-    const codeVerifierSealed = verifier ? this.cipher.seal(verifier, { connectionId: `state:${stateHash.toString('hex')}`, field: 'code_verifier' }) : null;
+    const codeVerifierSealed = verifier ? this.cipher.seal(verifier, SealContexts.codeVerifier(stateHash.toString('hex'))) : null;
     this.repository
       .savePendingAuthorization(stateHash, {
         provider: req.tbConnect.provider,
@@ -63,20 +66,32 @@ export class OAuthStateStore {
       return;
     }
     const stateHash = sha256(state);
-    this.repository.takePendingAuthorization(stateHash).then(
-      (pending) => {
-        if (!pending) return refuse('unknown_or_used');
-        context.session = pending.session;
-        if (pending.provider !== context.provider) return refuse('other_provider');
-        if (pending.expiresAt.getTime() <= this.clock.nowMs()) return refuse('expired');
-        const presented = context.browserNonce ? sha256(context.browserNonce) : Buffer.alloc(32);
-        if (!timingSafeEqual(presented, pending.browserHash)) return refuse('other_browser');
-        const verifier = pending.codeVerifierSealed
-          ? this.cipher.open(pending.codeVerifierSealed, { connectionId: `state:${stateHash.toString('hex')}`, field: 'code_verifier' })
-          : true;
-        callback(null, verifier);
-      },
-      (error: Error) => callback(error),
-    );
+    this.repository
+      .takePendingAuthorization(stateHash)
+      .then(
+        (pending) => {
+          if (!pending) return refuse('unknown_or_used');
+          context.session = pending.session;
+          if (pending.provider !== context.provider) return refuse('other_provider');
+          if (pending.expiresAt.getTime() <= this.clock.nowMs()) return refuse('expired');
+          const presented = context.browserNonce ? sha256(context.browserNonce) : Buffer.alloc(32);
+          if (!timingSafeEqual(presented, pending.browserHash)) return refuse('other_browser');
+          let verifier: string | true = true;
+          if (pending.codeVerifierSealed) {
+            try {
+              verifier = this.cipher.open(pending.codeVerifierSealed, SealContexts.codeVerifier(stateHash.toString('hex')));
+            } catch (error) {
+              // A key missing from the ring or a damaged row: the flow cannot finish, but nothing about it may take the process down.
+              context.refusalDetail = error instanceof TokenDecryptError ? `code_verifier ${error.reason}` : 'code_verifier unreadable';
+              return refuse('unreadable');
+            }
+          }
+          callback(null, verifier);
+        },
+        (error: Error) => callback(error),
+      )
+      // Backstop: whatever Passport does after our callback runs on this promise chain, and a throw
+      // there must become a logged error, never an unhandled rejection (which ends the process).
+      .catch((error: unknown) => this.logger.error({ err: error }, 'connect callback failed after the state check'));
   }
 }

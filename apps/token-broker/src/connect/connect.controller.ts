@@ -1,5 +1,5 @@
 import { Public } from '@app/auth';
-import { DomainError, ErrorCode } from '@app/common';
+import { DomainError, ErrorCode, HTTP_STATUS_BY_CODE } from '@app/common';
 import { CallbackOutcome, callbackBouncePage, ConnectService, failedPage, connectedPage, PAGE_HEADERS } from '@app/connect';
 import { isProviderId, providerDefinition } from '@app/providers';
 import { Controller, Get, Logger, Param, Post, Req, Res } from '@nestjs/common';
@@ -19,12 +19,28 @@ export class ConnectController {
 
   constructor(private readonly connect: ConnectService) {}
 
+  /**
+   * The connect link: a confirmation page, never the redirect. Fastify answers HEAD with this
+   * handler too, which is why it must use nothing up: link scanners and unfurlers fetch links.
+   */
   @Get()
-  async begin(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+  async confirm(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     reply.hijack();
     const session = (request.query as Record<string, unknown>).session;
     try {
-      await this.connect.begin(provider, session, request.raw, reply.raw);
+      const { html, headers } = await this.connect.confirmation(provider, session, request.raw);
+      send(reply.raw, 200, html, headers);
+    } catch (error) {
+      this.sendFailure(reply.raw, provider, error);
+    }
+  }
+
+  /** The confirmation page's button: uses the one-time session up and redirects to the provider. */
+  @Post()
+  async begin(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    reply.hijack();
+    try {
+      await this.connect.begin(provider, formBody(request), request.raw, reply.raw);
     } catch (error) {
       this.sendFailure(reply.raw, provider, error);
     }
@@ -38,11 +54,11 @@ export class ConnectController {
   /** Copper answers with a cross-site form POST; see callbackBouncePage for why it may bounce. */
   @Post('callback')
   async callbackPost(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    const body = (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<string, unknown>;
-    if (isProviderId(provider) && !(request.headers.cookie ?? '').includes(`tb_connect_${provider}=`)) {
+    const body = formBody(request);
+    if (isProviderId(provider) && !this.connect.hasBindingCookie(request.raw, provider)) {
       reply.hijack();
       const query = new URLSearchParams();
-      for (const key of ['code', 'state', 'error', 'error_description']) {
+      for (const key of ['code', 'state', 'iss', 'error', 'error_description']) {
         if (typeof body[key] === 'string') query.set(key, body[key]);
       }
       send(reply.raw, 200, callbackBouncePage(`/connect/${provider}/callback?${query.toString()}`));
@@ -65,6 +81,7 @@ export class ConnectController {
       const target = new URL(returnTo);
       target.searchParams.set('status', outcome.kind === 'connected' ? 'connected' : 'error');
       if (outcome.kind === 'failed') target.searchParams.set('error', outcome.code);
+      if (outcome.kind === 'failed' && outcome.providerError) target.searchParams.set('providerError', outcome.providerError);
       target.searchParams.set('account', outcome.session!.account);
       target.searchParams.set('provider', provider);
       reply.raw.writeHead(302, { location: target.toString(), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
@@ -73,7 +90,7 @@ export class ConnectController {
     }
     const name = providerDefinition(isProviderId(provider) ? provider : 'copper').displayName;
     if (outcome.kind === 'connected') send(reply.raw, 200, connectedPage(name, outcome.session.account));
-    else send(reply.raw, 400, failedPage(name, outcome.code, outcome.message));
+    else send(reply.raw, HTTP_STATUS_BY_CODE[outcome.code], failedPage(name, outcome.code, outcome.message));
   }
 
   private sendFailure(res: ServerResponse, provider: string, error: unknown): void {
@@ -87,11 +104,15 @@ export class ConnectController {
   }
 }
 
-function send(res: ServerResponse, status: number, html: string): void {
+function formBody(request: FastifyRequest): Record<string, unknown> {
+  return (typeof request.body === 'object' && request.body !== null ? request.body : {}) as Record<string, unknown>;
+}
+
+function send(res: ServerResponse, status: number, html: string, headers: Record<string, string> = PAGE_HEADERS): void {
   if (res.headersSent) {
     res.end();
     return;
   }
-  res.writeHead(status, PAGE_HEADERS);
+  res.writeHead(status, headers);
   res.end(html);
 }
