@@ -165,6 +165,35 @@ describe('database outage', () => {
     await until(broker, '/tokens/outage-silent', 'service', (a) => a.status === 200);
   });
 
+  it('the browser routes of the connect flow answer a 503 page with Retry-After, and the link still works afterwards', async () => {
+    const created = await broker.call('/connect-sessions', {
+      method: 'POST',
+      as: 'service',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ account: 'outage-browser', provider: 'copyai' }),
+    });
+    expect(created.status).toBe(201);
+    const { connectUrl } = (await created.json()) as { connectUrl: string };
+
+    proxy.cutAll();
+    const page = await fetch(connectUrl, { redirect: 'manual' });
+    const html = await page.text();
+    expect(page.status).toBe(503);
+    expect(page.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(html).toContain('database_unavailable');
+    for (const text of whereabouts) expect(html).not.toContain(text);
+    const callback = await fetch(`${broker.url}/connect/copyai/callback?code=c&state=${'s'.repeat(43)}`, { redirect: 'manual' });
+    expect(callback.status).toBe(503);
+    proxy.restore();
+
+    // Nothing was consumed: the link opens its confirmation page once the database is back.
+    const deadline = Date.now() + 30_000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 200) status = (await fetch(connectUrl, { redirect: 'manual' })).status;
+    expect(status).toBe(200);
+  });
+
   it('readiness names the failed check, never the database error, host or port, and recovers', async () => {
     await until(broker, '/health/ready', undefined, (a) => a.status === 200);
 

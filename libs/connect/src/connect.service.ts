@@ -3,6 +3,7 @@ import { assertAccountId, Clock, DomainError, ErrorCode } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectionRecord, ConnectionRepository } from '@app/connections';
 import { TokenCipher } from '@app/crypto';
+import { isDatabaseUnavailable } from '@app/database';
 import { isProviderId, ProviderClient, ProviderError, providerDefinition, ProviderSettings } from '@app/providers';
 import { issuedTokenSet, RefreshPlanner } from '@app/refresh';
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
@@ -273,6 +274,8 @@ export class ConnectService implements OnModuleInit {
     }
     if (outcome.kind === 'error') {
       const cause = (outcome.error as { oauthError?: unknown }).oauthError ?? outcome.error;
+      // The state could not be checked at all: not the provider's fault, and the browser may try again.
+      if (isDatabaseUnavailable(cause)) throw cause;
       const message = cause instanceof ProviderError ? cause.message : 'the code could not be exchanged for a token';
       if (cause instanceof ProviderError) this.logger.warn(`${settings.id} code exchange failed: ${message}`);
       else this.logger.error({ err: cause }, `${settings.id} callback failed unexpectedly`);

@@ -2,6 +2,8 @@ import { Public } from '@app/auth';
 import { DomainError, ErrorCode, HTTP_STATUS_BY_CODE } from '@app/common';
 import { CallbackOutcome, callbackBouncePage, ConnectService, failedPage, connectedPage, PAGE_HEADERS } from '@app/connect';
 import { isProviderId, providerDefinition } from '@app/providers';
+import { describeDatabaseError, isDatabaseUnavailable } from '@app/database';
+import { DATABASE_RETRY_AFTER_SEC } from '../http/error.filter';
 import { Controller, Get, Logger, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -97,6 +99,17 @@ export class ConnectController {
     const name = isProviderId(provider) ? providerDefinition(provider).displayName : 'the provider';
     if (error instanceof DomainError) {
       send(res, error.status, failedPage(name, error.code, error.message));
+      return;
+    }
+    if (isDatabaseUnavailable(error)) {
+      // Guarantee 12: an outage is a 503 the browser may retry, not an internal error; nothing was stored.
+      this.logger.warn(`connect flow: database unavailable (${describeDatabaseError(error)})`);
+      send(
+        res,
+        503,
+        failedPage(name, ErrorCode.DatabaseUnavailable, 'The service is briefly unavailable. Nothing was stored; try again in a moment.'),
+        { ...PAGE_HEADERS, 'retry-after': String(DATABASE_RETRY_AFTER_SEC) },
+      );
       return;
     }
     this.logger.error({ err: error }, 'connect flow failed');
