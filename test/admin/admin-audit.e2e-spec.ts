@@ -2,12 +2,9 @@
  * Every admin request leaves an audit line, whatever LOG_LEVEL says and whether it succeeded or
  * not: who (the admin key's name, never its secret), what, on which connection, and the outcome.
  */
-import { BrokerLogger, createPino } from '@app/observability';
-import { Logger } from '@nestjs/common';
-import { Writable } from 'node:stream';
 import { connectAccount } from '../support/connect-dance';
 import { useBrokerSuite } from '../support/broker-suite';
-import { TEST_ADMIN_KEY, TestBroker } from '../support/test-broker';
+import { captureLogs, TEST_ADMIN_KEY, TestBroker } from '../support/test-broker';
 
 interface AuditLine {
   level: number;
@@ -23,25 +20,8 @@ interface AuditLine {
   detail?: Record<string, unknown>;
 }
 
-/**
- * The production logger (createPino + BrokerLogger, as startBroker builds it from LOG_LEVEL) at
- * `level`, writing into memory. captureLogs() in test-broker.ts is fixed at info, which would
- * show lines that LOG_LEVEL=warn hides.
- */
-function captureLogsAt(level: string): { logger: BrokerLogger; lines: string[]; claimProcessLogger(): void } {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
-      done();
-    },
-  });
-  const logger = new BrokerLogger(createPino(level, sink));
-  return { logger, lines, claimProcessLogger: () => Logger.overrideLogger(logger) };
-}
-
 describe('admin audit lines at LOG_LEVEL=warn', () => {
-  const logs = captureLogsAt('warn');
+  const logs = captureLogs('warn');
   const suite = useBrokerSuite({ logger: logs.logger, env: { LOG_LEVEL: 'warn' } });
   let broker: TestBroker;
   beforeAll(() => ({ broker } = suite));

@@ -8,8 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { useBrokerSuite } from '../support/broker-suite';
 import { connectAccount } from '../support/connect-dance';
 import { TcpProxy } from '../support/tcp-proxy';
-import { startTestBroker, TestBroker } from '../support/test-broker';
-import { testDatabaseUrl } from '../support/test-database';
+import { startProxiedTestBroker, TestBroker } from '../support/test-broker';
 
 const LISTENER = 'token-broker-listener';
 
@@ -29,9 +28,7 @@ describe('a replica whose change listener stalls silently', () => {
   let replica: TestBroker;
 
   beforeAll(async () => {
-    const proxied = await TcpProxy.forDatabase(testDatabaseUrl());
-    proxy = proxied.proxy;
-    replica = await startTestBroker({ ...suite.sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false', DATABASE_URL: proxied.url });
+    ({ broker: replica, proxy } = await startProxiedTestBroker({ ...suite.sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false' }));
   });
 
   afterAll(async () => {

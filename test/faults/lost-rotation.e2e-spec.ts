@@ -7,8 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { useBrokerSuite } from '../support/broker-suite';
 import { connectAccount } from '../support/connect-dance';
 import { TcpProxy } from '../support/tcp-proxy';
-import { startTestBroker, TestBroker } from '../support/test-broker';
-import { testDatabaseUrl } from '../support/test-database';
+import { startProxiedTestBroker, TestBroker } from '../support/test-broker';
 
 describe('the database fails right after the provider rotated a refresh token', () => {
   const suite = useBrokerSuite();
@@ -16,9 +15,7 @@ describe('the database fails right after the provider rotated a refresh token', 
   let broker: TestBroker;
 
   beforeAll(async () => {
-    const proxied = await TcpProxy.forDatabase(testDatabaseUrl());
-    proxy = proxied.proxy;
-    broker = await startTestBroker({ ...suite.sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false', DATABASE_URL: proxied.url });
+    ({ broker, proxy } = await startProxiedTestBroker({ ...suite.sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false' }));
   });
 
   afterAll(async () => {

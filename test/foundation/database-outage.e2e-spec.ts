@@ -8,13 +8,10 @@
  * ones (the database is down, or its host rejects connections), or accept new connections and
  * never pass a byte (the host is gone and packets vanish).
  */
-import { BrokerLogger, createPino } from '@app/observability';
-import { Logger } from '@nestjs/common';
-import { Writable } from 'node:stream';
 import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { connectAccount } from '../support/connect-dance';
 import { TcpProxy } from '../support/tcp-proxy';
-import { startTestBroker, TestBroker } from '../support/test-broker';
+import { captureLogs, startProxiedTestBroker, TestBroker } from '../support/test-broker';
 import { testDatabaseUrl } from '../support/test-database';
 
 jest.setTimeout(120_000);
@@ -50,21 +47,8 @@ async function until(broker: TestBroker, path: string, as: 'service' | 'admin' |
   }
 }
 
-/** The production logger at LOG_LEVEL=warn, kept in memory (captureLogs() in test-broker.ts is fixed at info). */
-function captureWarnLogs(): { logger: BrokerLogger; entries: () => Array<Record<string, unknown>>; claimProcessLogger(): void } {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
-      done();
-    },
-  });
-  const logger = new BrokerLogger(createPino('warn', sink));
-  return { logger, entries: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>), claimProcessLogger: () => Logger.overrideLogger(logger) };
-}
-
 describe('database outage', () => {
-  const logs = captureWarnLogs();
+  const logs = captureLogs('warn');
   let sandbox: ProviderSandbox;
   let proxy: TcpProxy;
   let broker: TestBroker;
@@ -73,12 +57,13 @@ describe('database outage', () => {
 
   beforeAll(async () => {
     sandbox = await startProviderSandbox();
-    const through = await TcpProxy.forDatabase(testDatabaseUrl());
-    proxy = through.proxy;
+    ({ broker, proxy } = await startProxiedTestBroker(
+      // No cache: every read goes to the database, as a read of an account this replica has not seen does.
+      { ...sandbox.env(), TOKEN_CACHE_MAX_ACCOUNTS: '0' },
+      { logger: logs.logger },
+    ));
     const databaseUrl = new URL(testDatabaseUrl());
     whereabouts = ['127.0.0.1', 'localhost', `:${proxy.port}`, String(proxy.port), `:${databaseUrl.port}`, 'ECONN', 'postgres://', 'postgresql://'];
-    // No cache: every read goes to the database, as a read of an account this replica has not seen does.
-    broker = await startTestBroker({ ...sandbox.env(), DATABASE_URL: through.url, TOKEN_CACHE_MAX_ACCOUNTS: '0' }, { logger: logs.logger });
   });
 
   beforeEach(() => logs.claimProcessLogger());

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { RunningBroker, startBroker } from '../../apps/token-broker/src/broker';
+import { TcpProxy } from './tcp-proxy';
 import { testDatabaseUrl } from './test-database';
 
 export const TEST_SERVICE_KEY = `svc-${randomBytes(18).toString('base64url')}`;
@@ -34,13 +35,16 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * Log lines kept in memory (the production logger and redaction, level info), for suites that
- * check what is logged. Pass `logger` to startTestBroker.
+ * Log lines kept in memory, written by the production logger and redaction at `level` (as
+ * startBroker builds it from LOG_LEVEL), for suites that check what is logged. Pass `logger` to
+ * startTestBroker.
  */
 export interface CapturedLogs {
   readonly logger: BrokerLogger;
   /** Every JSON line written so far. */
   readonly lines: string[];
+  /** The lines, parsed. */
+  entries(): Array<Record<string, unknown>>;
   /**
    * `new Logger('Context')` writes through Nest's process-wide logger, which the last broker
    * started in this process replaced: make it this one again.
@@ -48,7 +52,7 @@ export interface CapturedLogs {
   claimProcessLogger(): void;
 }
 
-export function captureLogs(): CapturedLogs {
+export function captureLogs(level = 'info'): CapturedLogs {
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -56,8 +60,30 @@ export function captureLogs(): CapturedLogs {
       done();
     },
   });
-  const logger = new BrokerLogger(createPino('info', sink));
-  return { logger, lines, claimProcessLogger: () => Logger.overrideLogger(logger) };
+  const logger = new BrokerLogger(createPino(level, sink));
+  return {
+    logger,
+    lines,
+    entries: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>),
+    claimProcessLogger: () => Logger.overrideLogger(logger),
+  };
+}
+
+/**
+ * A test broker that reaches the test database through a TcpProxy (test/support/tcp-proxy.ts),
+ * so a suite can stall or cut its connections. Close both when done.
+ */
+export async function startProxiedTestBroker(
+  env: Record<string, string | undefined> = {},
+  options: { clock?: Clock; logger?: BrokerLogger } = {},
+): Promise<{ broker: TestBroker; proxy: TcpProxy }> {
+  const { proxy, url } = await TcpProxy.forDatabase(testDatabaseUrl());
+  try {
+    return { broker: await startTestBroker({ ...env, DATABASE_URL: url }, options), proxy };
+  } catch (error) {
+    await proxy.close();
+    throw error;
+  }
 }
 
 export async function startTestBroker(
