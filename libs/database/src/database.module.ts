@@ -2,6 +2,7 @@ import { DynamicModule, Global, Inject, Logger, Module, OnModuleInit } from '@ne
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from './data-source-options';
+import { DATABASE_URL, DatabaseNotifications } from './database-notifications';
 import { runPendingMigrations } from './migration-runner';
 
 const RUN_MIGRATIONS = Symbol('RUN_MIGRATIONS');
@@ -13,8 +14,9 @@ export interface DatabaseModuleOptions {
 }
 
 /**
- * TypeORM over `pg`. Entities register themselves with TypeOrmModule.forFeature in their
- * feature library; this module never imports a feature.
+ * TypeORM over `pg`, and the process's one LISTEN connection (DatabaseNotifications). Entities
+ * register themselves with TypeOrmModule.forFeature in their feature library; this module never
+ * imports a feature.
  */
 @Global()
 @Module({})
@@ -30,7 +32,12 @@ export class DatabaseModule implements OnModuleInit {
     return {
       module: DatabaseModule,
       imports: [TypeOrmModule.forRoot({ ...dataSourceOptions(options.url), autoLoadEntities: true, retryAttempts: 3, retryDelay: 1000 })],
-      providers: [{ provide: RUN_MIGRATIONS, useValue: options.runMigrations ?? true }],
+      providers: [
+        { provide: RUN_MIGRATIONS, useValue: options.runMigrations ?? true },
+        { provide: DATABASE_URL, useValue: options.url },
+        DatabaseNotifications,
+      ],
+      exports: [DATABASE_URL, DatabaseNotifications],
     };
   }
 
