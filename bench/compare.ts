@@ -13,7 +13,7 @@ import 'reflect-metadata';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openEnvironment, readAll, ROOT, RunningServer, seed, shuffled, sliceAccounts, startBroker, startRawServer, verifyReads } from './lib/bench-environment';
-import { memoryOf, round } from './lib/child-process';
+import { memoryOf, round } from './lib/process-stats';
 import { Cleanup } from './lib/cleanup';
 import { LoadResult, runLoad } from './lib/load';
 import { machineInfo, median } from './lib/report';

@@ -33,12 +33,12 @@ import {
   startRawServer,
   verifyReads,
 } from './lib/bench-environment';
-import { memoryOf, round } from './lib/child-process';
+import { memoryOf, round } from './lib/process-stats';
 import { Cleanup } from './lib/cleanup';
 import { LoadResult, runLoad } from './lib/load';
 import { runRefreshSweep } from './lib/refresh-sweep';
 import { machineInfo, markdownTable, summarise, TARGET_P99_MS, TARGET_RATIO, TARGET_RSS_MB, TokenReadReport, writeReport } from './lib/report';
-import { SeededConnection } from './lib/seed-connections';
+import { SeededConnection } from '../test/support/seed-connections';
 import { readSettings, Settings } from './lib/settings';
 import { sweepMarkdown, writeSweepReport } from './lib/sweep-report';
 

@@ -10,10 +10,10 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { BenchDatabase, migrate, openBenchDatabase } from './bench-database';
-import { ChildServer, spawnChild, waitForOk } from './child-process';
+import { ChildServer, spawnChild, waitForOk } from '../../test/support/child-process';
 import { Cleanup } from './cleanup';
 import { LoadTarget } from './load';
-import { SeededConnection, seedConnections, SeedMode, SeedOptions } from './seed-connections';
+import { SeededConnection, seedConnections, SeedMode, SeedOptions } from '../../test/support/seed-connections';
 
 export const ROOT = resolve(__dirname, '..', '..');
 

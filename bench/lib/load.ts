@@ -4,7 +4,7 @@
  * here (autocannon's histogram rounds to whole milliseconds) for the percentiles we report.
  */
 import { createRequire } from 'node:module';
-import { cpuSecondsOf, machineBusySeconds, round, treeCpuSecondsOf } from './child-process';
+import { cpuSecondsOf, machineBusySeconds, round, treeCpuSecondsOf } from './process-stats';
 
 // autocannon ships no types; this is the part of its API the benchmark uses.
 interface AutocannonRequest {

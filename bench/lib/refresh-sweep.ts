@@ -16,10 +16,10 @@
 import { KeyRing, TokenCipher } from '@app/crypto';
 import { Client } from 'pg';
 import { BenchEnvironment, ROOT, seed, shuffled, startBroker } from './bench-environment';
-import { cpuSecondsOf, machineBusySeconds, memoryOf, round, sleep, treeCpuSecondsOf } from './child-process';
+import { cpuSecondsOf, machineBusySeconds, memoryOf, round, sleep, treeCpuSecondsOf } from './process-stats';
 import { Cleanup } from './cleanup';
 import { machineInfo } from './report';
-import { SeededConnection } from './seed-connections';
+import { SeededConnection } from '../../test/support/seed-connections';
 import { Settings } from './settings';
 import { RefreshSweepReport, TARGET_SWEEP_RATIO } from './sweep-report';
 

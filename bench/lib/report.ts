@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { round } from './child-process';
+import { round } from './process-stats';
 import { LoadResult } from './load';
 
 export const TARGET_RATIO = 0.45;

@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ROOT } from './bench-environment';
-import { SeedMode } from './seed-connections';
+import { SeedMode } from '../../test/support/seed-connections';
 
 /** The refresh sweep phase (bench/lib/refresh-sweep.ts). */
 export interface SweepSettings {

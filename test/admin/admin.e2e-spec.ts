@@ -3,7 +3,7 @@ import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox, SandboxProvider } from '../../apps/provider-sandbox/src/provider-sandbox';
-import { seedConnections } from '../../bench/lib/seed-connections';
+import { seedConnections } from '../support/seed-connections';
 import { connectAccount } from '../support/connect-dance';
 import { useBrokerSuite } from '../support/broker-suite';
 import { captureLogs, startTestBroker, TEST_ENCRYPTION_KEYS, TestBroker } from '../support/test-broker';

@@ -6,7 +6,7 @@ import { ConnectionRepository } from '@app/connections';
 import { TokenCipher } from '@app/crypto';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox, SandboxProvider } from '../../apps/provider-sandbox/src/provider-sandbox';
-import { seedConnections, SeededConnection } from '../../bench/lib/seed-connections';
+import { seedConnections, SeededConnection } from '../support/seed-connections';
 import { TEST_ENCRYPTION_KEYS, TestBroker } from '../support/test-broker';
 import { testDatabaseUrl } from '../support/test-database';
 

@@ -11,7 +11,7 @@ import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandb
 import { BrokerProcess, startBrokerProcess } from '../support/broker-process';
 import { startTestBroker, TestBroker } from '../support/test-broker';
 import { openTestDataSource, truncateAll } from '../support/test-database';
-import { SeededConnection } from '../../bench/lib/seed-connections';
+import { SeededConnection } from '../support/seed-connections';
 import {
   acceptedBySandbox,
   mapLimit,

@@ -5,7 +5,7 @@
  * no build step), so the child always runs the code under test, never a stale dist/.
  */
 import { join } from 'node:path';
-import { ChildServer, spawnChild, waitForOk } from '../../bench/lib/child-process';
+import { ChildServer, spawnChild, waitForOk } from './child-process';
 import { freePort, TEST_ADMIN_KEY, TEST_ENCRYPTION_KEYS, TEST_SERVICE_KEY } from './test-broker';
 import { testDatabaseUrl } from './test-database';
 

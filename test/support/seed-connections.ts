@@ -6,7 +6,8 @@
  * Two ways in: `repository` calls TypeormConnectionRepository.saveConnected (the code the
  * connect flow runs; ~3 statements a row), `bulk` writes the very same column values with one
  * multi-row INSERT per batch (what makes 100,000 connections take seconds, not minutes).
- * The benchmark checks afterwards that the broker opens what was stored.
+ * The refresh and admin suites seed through it, and so does the benchmark, which afterwards
+ * checks that the broker opens what was stored.
  */
 import { Clock } from '@app/common';
 import { SaveConnectedInput, TypeormConnectionRepository } from '@app/connections';
