@@ -1,7 +1,7 @@
 /**
- * Domain errors: thrown anywhere below the HTTP layer with a stable string code.
- * One exception filter (apps/token-broker) maps the code to a status and the JSON
- * error shape. A message here is shown to callers, so it must never contain a token,
+ * Domain errors: thrown anywhere below the HTTP layer with a stable string code. The
+ * libraries know nothing of HTTP: apps/token-broker/src/http/http-status.ts maps each code
+ * to a status, and one error filter builds the JSON error shape. A message here is shown to callers, so it must never contain a token,
  * a client secret or an API key.
  */
 export enum ErrorCode {
@@ -40,39 +40,6 @@ export enum ErrorCode {
   Internal = 'internal_error',
 }
 
-export const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
-  [ErrorCode.ValidationFailed]: 400,
-  [ErrorCode.InvalidAccount]: 400,
-  [ErrorCode.ProviderUnknown]: 400,
-  [ErrorCode.ProviderNotConfigured]: 400,
-  [ErrorCode.ProviderAmbiguous]: 400,
-  [ErrorCode.StateInvalid]: 400,
-  [ErrorCode.SessionInvalid]: 400,
-  [ErrorCode.ReturnToNotAllowed]: 400,
-  [ErrorCode.AccessDenied]: 403,
-  [ErrorCode.ExchangeFailed]: 502,
-  [ErrorCode.ProviderError]: 502,
-  [ErrorCode.IssuerMismatch]: 400,
-  [ErrorCode.Unauthorized]: 401,
-  [ErrorCode.Forbidden]: 403,
-  [ErrorCode.NotFound]: 404,
-  [ErrorCode.RouteNotFound]: 404,
-  [ErrorCode.ConnectionNotFound]: 404,
-  [ErrorCode.ProviderNotFound]: 404,
-  [ErrorCode.NeedsReauth]: 409,
-  [ErrorCode.Revoked]: 409,
-  [ErrorCode.NotRefreshable]: 409,
-  [ErrorCode.PayloadTooLarge]: 413,
-  [ErrorCode.UriTooLong]: 414,
-  [ErrorCode.TokenUnreadable]: 500,
-  [ErrorCode.Internal]: 500,
-  [ErrorCode.ProviderMisconfigured]: 502,
-  [ErrorCode.ProviderUnavailable]: 503,
-  [ErrorCode.RefreshInProgress]: 503,
-  [ErrorCode.NotReady]: 503,
-  [ErrorCode.DatabaseUnavailable]: 503,
-};
-
 export class DomainError extends Error {
   constructor(
     readonly code: ErrorCode,
@@ -82,9 +49,5 @@ export class DomainError extends Error {
   ) {
     super(message);
     this.name = 'DomainError';
-  }
-
-  get status(): number {
-    return HTTP_STATUS_BY_CODE[this.code];
   }
 }

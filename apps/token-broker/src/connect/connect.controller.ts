@@ -1,9 +1,10 @@
 import { Public } from '@app/auth';
-import { DomainError, ErrorCode, HTTP_STATUS_BY_CODE } from '@app/common';
+import { DomainError, ErrorCode } from '@app/common';
 import { CallbackOutcome, callbackBouncePage, ConnectService, failedPage, connectedPage, PAGE_HEADERS } from '@app/connect';
 import { isProviderId, providerDefinition } from '@app/providers';
 import { describeDatabaseError, isDatabaseUnavailable } from '@app/database';
 import { DATABASE_RETRY_AFTER_SEC } from '../http/error.filter';
+import { httpStatusOf } from '../http/http-status';
 import { Controller, Get, Logger, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -92,13 +93,13 @@ export class ConnectController {
     }
     const name = providerDefinition(isProviderId(provider) ? provider : 'copper').displayName;
     if (outcome.kind === 'connected') send(reply.raw, 200, connectedPage(name, outcome.session.account));
-    else send(reply.raw, HTTP_STATUS_BY_CODE[outcome.code], failedPage(name, outcome.code, outcome.message));
+    else send(reply.raw, httpStatusOf(outcome.code), failedPage(name, outcome.code, outcome.message));
   }
 
   private sendFailure(res: ServerResponse, provider: string, error: unknown): void {
     const name = isProviderId(provider) ? providerDefinition(provider).displayName : 'the provider';
     if (error instanceof DomainError) {
-      send(res, error.status, failedPage(name, error.code, error.message));
+      send(res, httpStatusOf(error.code), failedPage(name, error.code, error.message));
       return;
     }
     if (isDatabaseUnavailable(error)) {

@@ -1,4 +1,5 @@
-import { DomainError, ErrorCode, HTTP_STATUS_BY_CODE } from '@app/common';
+import { DomainError, ErrorCode } from '@app/common';
+import { httpStatusOf } from './http-status';
 import { describeDatabaseError, isDatabaseUnavailable } from '@app/database';
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -76,7 +77,7 @@ export function errorCodeOf(exception: unknown): ErrorCode {
 
 function errorBody(exception: unknown, request: FastifyRequest): ErrorBody {
   if (exception instanceof DomainError) {
-    return { ...exception.details, statusCode: exception.status, error: exception.code, message: exception.message };
+    return { ...exception.details, statusCode: httpStatusOf(exception.code), error: exception.code, message: exception.message };
   }
   if (exception instanceof HttpException) {
     const status = exception.getStatus();
@@ -85,7 +86,7 @@ function errorBody(exception: unknown, request: FastifyRequest): ErrorBody {
   }
   if (isDatabaseUnavailable(exception)) {
     return {
-      statusCode: HTTP_STATUS_BY_CODE[ErrorCode.DatabaseUnavailable],
+      statusCode: httpStatusOf(ErrorCode.DatabaseUnavailable),
       error: ErrorCode.DatabaseUnavailable,
       message: 'the database cannot be reached right now; try again shortly',
       retryAfter: DATABASE_RETRY_AFTER_SEC,
@@ -93,7 +94,7 @@ function errorBody(exception: unknown, request: FastifyRequest): ErrorBody {
   }
   if (isFrameworkError(exception)) return frameworkErrorBody(exception);
   return {
-    statusCode: HTTP_STATUS_BY_CODE[ErrorCode.Internal],
+    statusCode: httpStatusOf(ErrorCode.Internal),
     error: ErrorCode.Internal,
     message: `internal error; quote request id ${request.id} when reporting it`,
     requestId: request.id,
