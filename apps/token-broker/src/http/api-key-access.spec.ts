@@ -1,6 +1,8 @@
 /**
  * Who may call what, over real HTTP: a tiny Nest app on Fastify with the real AuthModule and
  * the broker's ErrorFilter, one route per access rule (and one with none, which must stay shut).
+ * It lives with the app because the answers' statuses and JSON shape are the app's (libs/auth
+ * throws domain errors and never imports the app).
  */
 import { Caller, AdminAccess, AuthModule, CurrentCaller, Public, ServiceAccess } from '@app/auth';
 import { ConfigModule, loadConfig } from '@app/config';
@@ -12,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorFilter } from '../../../apps/token-broker/src/http/error.filter';
+import { ErrorFilter } from './error.filter';
 
 const SERVICE_KEY = `svc-${randomBytes(18).toString('base64url')}`;
 const ADMIN_KEY = `adm-${randomBytes(18).toString('base64url')}`;
