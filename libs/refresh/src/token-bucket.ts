@@ -41,7 +41,10 @@ export class TokenBucket {
 
   private refill(): void {
     const now = this.clock.nowMs();
-    this.tokens = Math.min(this.capacity, this.tokens + (now - this.updatedAt) * this.perMs);
+    // The clock is the wall clock: a step backwards (NTP) must not take tokens away, or an empty
+    // bucket would make the sweeper wait as long as the step before it refreshes again.
+    const elapsed = Math.max(0, now - this.updatedAt);
+    this.tokens = Math.min(this.capacity, this.tokens + elapsed * this.perMs);
     this.updatedAt = now;
   }
 }
