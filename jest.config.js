@@ -1,5 +1,7 @@
 /** Jest: unit specs beside the code, database-backed specs in libs, end-to-end suites under test/. */
 const moduleNameMapper = {
+  // The same aliases as tsconfig.json's paths.
+  '^@app/migrations$': '<rootDir>/migrations',
   '^@app/([a-z-]+)$': '<rootDir>/libs/$1/src',
   // ESM-only dependency of @fastify/static; see the shim for why this is safe.
   '^content-disposition$': '<rootDir>/test/support/shims/content-disposition.js',

@@ -1,7 +1,9 @@
-import { register } from 'tsconfig-paths';
+import { loadConfig, register } from 'tsconfig-paths';
 
-/** Runs outside jest's module system, so the @app/* aliases are registered by hand. */
-register({ baseUrl: `${__dirname}/../..`, paths: { '@app/*': ['libs/*/src'] } });
+/** Runs outside jest's module system, so tsconfig.json's @app/* aliases are registered by hand. */
+const tsconfig = loadConfig(`${__dirname}/../..`);
+if (tsconfig.resultType === 'failed') throw new Error(`cannot read tsconfig.json: ${tsconfig.message}`);
+register({ baseUrl: tsconfig.absoluteBaseUrl, paths: tsconfig.paths });
 
 export default async function globalSetup(): Promise<void> {
   const { prepareTestDatabase } = await import('./test-database');

@@ -1,4 +1,4 @@
-import { MIGRATIONS } from '../../../migrations';
+import { MIGRATIONS } from '@app/migrations';
 import type { PostgresConnectionOptions } from 'typeorm/driver/postgres/PostgresConnectionOptions';
 
 export const MIGRATIONS_TABLE = 'schema_migrations';
