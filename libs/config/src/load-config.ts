@@ -226,15 +226,15 @@ function readProvider(
     endpoints: endpoints as ProviderSettings['endpoints'],
     scope: read(`${prefix}_SCOPE`) ?? definition.defaultScope,
     usePkce: readBoolean(read, `${prefix}_USE_PKCE`, definition.pkceByDefault, problems),
-    clientAuth: readClientAuth(read, `${prefix}_CLIENT_AUTH`, problems),
+    clientAuth: readClientAuth(read, `${prefix}_CLIENT_AUTH`, definition.defaultClientAuth, problems),
     authorizeParams: readAuthorizeParams(read, prefix, problems),
     issuer: readIssuer(read, `${prefix}_ISSUER`, production, problems),
   };
 }
 
-function readClientAuth(read: (name: string) => string | undefined, name: string, problems: string[]): ClientAuthMethod {
+function readClientAuth(read: (name: string) => string | undefined, name: string, fallback: ClientAuthMethod, problems: string[]): ClientAuthMethod {
   const raw = read(name);
-  if (raw === undefined) return 'client_secret_post';
+  if (raw === undefined) return fallback;
   const method = CLIENT_AUTH_METHODS.find((m) => m === raw);
   if (method) return method;
   problems.push(`${name}: must be client_secret_post or client_secret_basic (got "${raw}")`);

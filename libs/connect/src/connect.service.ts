@@ -4,7 +4,7 @@ import { AppConfig } from '@app/config';
 import { ConnectionRecord, ConnectionRepository } from '@app/connections';
 import { TokenCipher } from '@app/crypto';
 import { isDatabaseUnavailable } from '@app/database';
-import { isProviderId, ProviderClient, ProviderError, providerDefinition, ProviderSettings } from '@app/providers';
+import { isProviderId, ProviderClient, ProviderError, providerDefinition, ProviderSettings, unknownProviderError } from '@app/providers';
 import { issuedTokenSet, RefreshPlanner } from '@app/refresh';
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { parse as parseCookies, serialize as serializeCookie } from 'cookie';
@@ -14,7 +14,7 @@ import { Authenticator } from 'passport';
 import { ConnectContext, RequestWithConnect, StateRefusal } from './connect-context';
 import { ConnectFlowRepository, ConnectSession, SessionRefusal } from './connect-flow.repository';
 import { confirmPage, confirmPageHeaders } from './connect-pages';
-import { OAuthStateStore, sha256, STATE_TTL_MS } from './oauth-state.store';
+import { OAuthStateStore, sha256, STATE_LENGTH, STATE_TTL_MS } from './oauth-state.store';
 import { ReturnToPolicy } from './return-to-policy';
 import { ConnectedUser, ProviderOAuthStrategy } from './strategies/provider-oauth.strategy';
 
@@ -87,6 +87,10 @@ export class ConnectService implements OnModuleInit {
 
   onModuleInit(): void {
     for (const settings of Object.values(this.config.providers)) {
+      // A provider that drops a short state sends users back without a code and without an error:
+      // if the state ever shrinks below what a provider needs, the broker must not start.
+      const { minStateLength = 0, displayName } = providerDefinition(settings.id);
+      if (STATE_LENGTH < minStateLength) throw new Error(`${displayName} needs a state of at least ${minStateLength} characters; ours has ${STATE_LENGTH}`);
       this.passport.use(settings.id, new ProviderOAuthStrategy(settings, this.callbackUrl(settings.id), this.stateStore, this.client));
     }
   }
@@ -97,9 +101,7 @@ export class ConnectService implements OnModuleInit {
 
   /** The provider's settings, or a 400 that says whether it is unknown or just not configured. */
   settings(provider: unknown): ProviderSettings {
-    if (!isProviderId(provider)) {
-      throw new DomainError(ErrorCode.ProviderUnknown, `unknown provider "${String(provider).slice(0, 40)}"; known: copper, copernica, copyai`);
-    }
+    if (!isProviderId(provider)) throw unknownProviderError(provider);
     const settings = this.config.providers[provider];
     if (!settings) {
       throw new DomainError(

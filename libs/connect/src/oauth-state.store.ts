@@ -7,6 +7,12 @@ import { RequestWithConnect } from './connect-context';
 
 export const STATE_TTL_MS = 10 * 60 * 1000;
 
+/** Random bytes in a `state`. */
+const STATE_BYTES = 32;
+
+/** Characters in a `state`: STATE_BYTES as unpadded base64url. */
+export const STATE_LENGTH = Math.ceil((STATE_BYTES * 4) / 3);
+
 type StoreCallback = (error: Error | null, state?: string) => void;
 type VerifyCallback = (error: Error | null, ok?: string | boolean, info?: { message: string }) => void;
 
@@ -37,7 +43,7 @@ export class OAuthStateStore {
       callback(new Error('connect flow started without a session'));
       return;
     }
-    const state = randomBytes(32).toString('base64url');
+    const state = randomBytes(STATE_BYTES).toString('base64url');
     const stateHash = sha256(state);
     const codeVerifierSealed = verifier ? this.cipher.seal(verifier, SealContexts.codeVerifier(stateHash.toString('hex'))) : null;
     this.repository

@@ -2,7 +2,7 @@ import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http
 import { AddressInfo } from 'node:net';
 import { MAX_PROVIDER_ANSWER_BYTES, ProviderClient } from './provider-client';
 import { ProviderError } from './provider-error';
-import { ProviderId } from './provider-definition';
+import { ProviderId } from './provider-registry';
 import { ProviderSettings } from './provider-settings';
 
 const SECRET = 'client-secret-that-must-never-show';

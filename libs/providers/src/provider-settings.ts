@@ -1,7 +1,5 @@
-import { ProviderEndpoints, ProviderId } from './provider-definition';
-
-/** How the client authenticates at the token and revocation endpoints (RFC 6749 §2.3.1). */
-export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic';
+import { ClientAuthMethod, ProviderEndpoints } from './provider-definition';
+import type { ProviderId } from './provider-registry';
 
 /** A provider that is enabled (its client id is set), with everything needed to talk to it. */
 export interface ProviderSettings {
@@ -11,7 +9,7 @@ export interface ProviderSettings {
   readonly endpoints: Required<Pick<ProviderEndpoints, 'authorizeUrl' | 'tokenUrl' | 'apiUrl'>> & Pick<ProviderEndpoints, 'revokeUrl'>;
   readonly scope: string | null;
   readonly usePkce: boolean;
-  /** `<PREFIX>_CLIENT_AUTH`; Copernica's GET exchange always carries the credentials in its query. */
+  /** `<PREFIX>_CLIENT_AUTH`, else the definition's default; a `query_get` exchange always carries the credentials in its query. */
   readonly clientAuth: ClientAuthMethod;
   /** `<PREFIX>_AUTHORIZE_PARAMS`: extra authorize-request parameters (never state, redirect_uri, client_id, response_type or PKCE). */
   readonly authorizeParams: Readonly<Record<string, string>>;

@@ -2,7 +2,7 @@ import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectionRecord, ConnectionRepository, ConnectionStatus, ConnectionUnreadableError, SealedConnection, TokenSet } from '@app/connections';
 import { Metrics } from '@app/observability';
-import { PROVIDER_TIMEOUT_MS, ProviderClient, ProviderError, ProviderId } from '@app/providers';
+import { PROVIDER_TIMEOUT_MS, ProviderClient, providerDefinition, ProviderError, ProviderId } from '@app/providers';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -295,7 +295,7 @@ export class RefreshEngine {
       if (!(await this.connections.recordRefreshFailure(record.id, record.version, { code: 'invalid_client', message }, new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS)))) {
         return this.supersededAfterFailure(record, error.kind, count);
       }
-      this.logger.error(`${record.provider} rejected our client credentials: check ${record.provider.toUpperCase()}_CLIENT_ID/SECRET (${message})`);
+      this.logger.error(`${record.provider} rejected our client credentials: check ${providerDefinition(record.provider as ProviderId).envPrefix}_CLIENT_ID/SECRET (${message})`);
       count('misconfigured');
       return { kind: 'misconfigured', message };
     }

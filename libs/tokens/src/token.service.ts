@@ -1,7 +1,7 @@
 import { Clock, DomainError, ErrorCode } from '@app/common';
 import { ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
 import { Metrics } from '@app/observability';
-import { isProviderId, presentToken, providerDefinition, ProviderId, TokenPresentation } from '@app/providers';
+import { isProviderId, presentToken, providerDefinition, ProviderId, TokenPresentation, unknownProviderError } from '@app/providers';
 import { RefreshEngine } from '@app/refresh';
 import { Injectable } from '@nestjs/common';
 import { CachedConnection } from './cached-connection';
@@ -76,9 +76,7 @@ export class TokenService {
   }
 
   private choose(account: string, provider: string | undefined, connections: CachedConnection[]): CachedConnection {
-    if (provider !== undefined && !isProviderId(provider)) {
-      throw new DomainError(ErrorCode.ProviderUnknown, `unknown provider "${provider.slice(0, 40)}"; known: copper, copernica, copyai`);
-    }
+    if (provider !== undefined && !isProviderId(provider)) throw unknownProviderError(provider);
     if (provider !== undefined) {
       const match = connections.find((c) => c.provider === provider);
       if (!match) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no ${provider} connection`);

@@ -1,6 +1,6 @@
 import { DomainError, ErrorCode } from '@app/common';
 import { ConnectionFilter, ConnectionStatus } from '@app/connections';
-import { isProviderId, PROVIDER_IDS, ProviderId } from '@app/providers';
+import { isProviderId, ProviderId, unknownProviderMessage } from '@app/providers';
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 200;
@@ -60,7 +60,7 @@ export function assertNoQuery(query: Record<string, unknown>): void {
  */
 function checkProvider(provider: string | undefined, problems: string[]): ProviderId | undefined {
   const unknown = provider !== undefined && !isProviderId(provider);
-  const unknownMessage = `unknown provider "${(provider ?? '').slice(0, 40)}"; known: ${PROVIDER_IDS.join(', ')}`;
+  const unknownMessage = unknownProviderMessage(provider ?? '');
   if (problems.length > 0) throw new DomainError(ErrorCode.ValidationFailed, [...problems, ...(unknown ? [unknownMessage] : [])].join('; '));
   if (unknown) throw new DomainError(ErrorCode.ProviderUnknown, unknownMessage);
   return provider;

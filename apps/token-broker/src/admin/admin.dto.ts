@@ -1,4 +1,5 @@
 import { ConnectionRecord, ConnectionStatus } from '@app/connections';
+import { PROVIDER_IDS } from '@app/providers';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 
 /**
@@ -20,7 +21,7 @@ export class ConnectionIdentityDto {
 
 export class ConnectionViewDto {
   @ApiProperty({ example: 'acme-42' }) account!: string;
-  @ApiProperty({ enum: ['copper', 'copernica', 'copyai'] }) provider!: string;
+  @ApiProperty({ enum: [...PROVIDER_IDS] }) provider!: string;
   @ApiProperty({ enum: ConnectionStatus }) status!: ConnectionStatus;
   @ApiProperty({ nullable: true, type: String, description: 'null: the token does not expire, or none is stored' }) expiresAt!: string | null;
   @ApiProperty({ nullable: true, type: String }) refreshTokenExpiresAt!: string | null;

@@ -3,7 +3,7 @@ import { assertAccountId, DomainError, ErrorCode } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
 import { AuditLog } from '@app/observability';
-import { isProviderId, PROVIDER_IDS, providerDefinition, ProviderId } from '@app/providers';
+import { isProviderId, providerDefinition, ProviderId, unknownProviderMessage } from '@app/providers';
 import { RefreshEngine, RefreshOutcome } from '@app/refresh';
 import { ConnectionCache } from '@app/tokens';
 import { Injectable } from '@nestjs/common';
@@ -133,7 +133,7 @@ export class AdminService {
     return this.audited(asking, 'provider.revoke_all', { provider }, async (draft) => {
       assertNoQuery(query);
       if (!isProviderId(provider)) {
-        throw new DomainError(ErrorCode.ProviderNotFound, `unknown provider "${provider.slice(0, 40)}"; known: ${PROVIDER_IDS.join(', ')}`);
+        throw new DomainError(ErrorCode.ProviderNotFound, unknownProviderMessage(provider));
       }
       if (!this.config.providers[provider]) {
         const prefix = providerDefinition(provider).envPrefix;

@@ -1,3 +1,4 @@
+import { PROVIDER_IDS } from '@app/providers';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsOptional, IsString, MaxLength } from 'class-validator';
 
@@ -7,7 +8,8 @@ export class CreateConnectSessionDto {
   @MaxLength(128)
   account!: string;
 
-  @ApiProperty({ enum: ['copper', 'copernica', 'copyai'] })
+  // An unknown id is the service's provider_unknown (with the known ids), not a validation failure.
+  @ApiProperty({ enum: [...PROVIDER_IDS] })
   @IsString()
   @MaxLength(32)
   provider!: string;

@@ -54,11 +54,16 @@ export class ConnectController {
     await this.finish(provider, request.query as Record<string, unknown>, request, reply);
   }
 
-  /** Copper answers with a cross-site form POST; see callbackBouncePage for why it may bounce. */
+  /**
+   * A provider whose definition says `form_post` answers with a cross-site form POST, which
+   * carries no SameSite=Lax binding cookie: it is bounced to the GET callback, a same-site
+   * navigation that does. Only such a provider: any other provider's POST without the cookie is
+   * not how it answers, and goes to the binding check like any callback (which refuses it).
+   */
   @Post('callback')
   async callbackPost(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     const body = formBody(request);
-    if (isProviderId(provider) && !this.connect.hasBindingCookie(request.raw, provider)) {
+    if (isProviderId(provider) && providerDefinition(provider).callback === 'form_post' && !this.connect.hasBindingCookie(request.raw, provider)) {
       reply.hijack();
       const query = new URLSearchParams();
       for (const key of ['code', 'state', 'iss', 'error', 'error_description']) {
@@ -91,13 +96,13 @@ export class ConnectController {
       reply.raw.end();
       return;
     }
-    const name = providerDefinition(isProviderId(provider) ? provider : 'copper').displayName;
+    const name = displayName(provider);
     if (outcome.kind === 'connected') send(reply.raw, 200, connectedPage(name, outcome.session.account));
     else send(reply.raw, httpStatusOf(outcome.code), failedPage(name, outcome.code, outcome.message));
   }
 
   private sendFailure(res: ServerResponse, provider: string, error: unknown): void {
-    const name = isProviderId(provider) ? providerDefinition(provider).displayName : 'the provider';
+    const name = displayName(provider);
     if (error instanceof DomainError) {
       send(res, httpStatusOf(error.code), failedPage(name, error.code, error.message));
       return;
@@ -116,6 +121,11 @@ export class ConnectController {
     this.logger.error({ err: error }, 'connect flow failed');
     send(res, 500, failedPage(name, ErrorCode.Internal, 'Something went wrong on our side.'));
   }
+}
+
+/** What a page calls the provider in the URL; not every failure page is about a provider the registry knows. */
+function displayName(provider: string): string {
+  return isProviderId(provider) ? providerDefinition(provider).displayName : 'the provider';
 }
 
 function formBody(request: FastifyRequest): Record<string, unknown> {

@@ -1,4 +1,5 @@
 import { DomainError, ErrorCode } from '@app/common';
+import { PROVIDER_IDS } from '@app/providers';
 import { DEFAULT_MIN_VALIDITY_SEC, MAX_MIN_VALIDITY_SEC } from '@app/tokens';
 
 export interface TokenQuery {
@@ -47,7 +48,7 @@ export const TOKEN_RESPONSE_SCHEMA = {
   required: ['account', 'provider', 'accessToken', 'tokenType', 'expiresAt', 'scope', 'apply'],
   properties: {
     account: { type: 'string', example: 'acme-42' },
-    provider: { type: 'string', enum: ['copper', 'copernica', 'copyai'] },
+    provider: { type: 'string', enum: [...PROVIDER_IDS] },
     accessToken: { type: 'string' },
     tokenType: { type: 'string', example: 'Bearer' },
     expiresAt: { type: 'string', format: 'date-time', nullable: true, description: 'null: the token does not expire' },

@@ -1,5 +1,6 @@
 import { ApiKeyVerifier } from '@app/auth';
 import { ACCOUNT_ID_PATTERN, assertAccountId } from '@app/common';
+import { PROVIDER_IDS } from '@app/providers';
 import { IssuedToken, MAX_MIN_VALIDITY_SEC, TokenService } from '@app/tokens';
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
@@ -94,7 +95,7 @@ export function documentTokenRead(document: OpenAPIObject): void {
           in: 'query',
           required: false,
           description: 'required when the account has several connections',
-          schema: { type: 'string', enum: ['copper', 'copernica', 'copyai'] },
+          schema: { type: 'string', enum: [...PROVIDER_IDS] },
         },
         {
           name: 'minValidity',

@@ -1,11 +1,11 @@
-import { ProviderDefinition } from '../provider-definition';
+import { defineProvider } from '../provider-definition';
 import { readIdentity } from '../provider-identity';
 
 /**
  * Copernica. The token exchange is an HTTP GET answering `{access_token}` only; the token never
  * expires and is presented as `?access_token=`. A state under 32 characters gets no code back.
  */
-export const copernica: ProviderDefinition = {
+export const copernica = defineProvider({
   id: 'copernica',
   displayName: 'Copernica',
   envPrefix: 'COPERNICA',
@@ -15,6 +15,7 @@ export const copernica: ProviderDefinition = {
     apiUrl: 'https://api.copernica.com/v2',
   },
   requiredEndpoints: ['authorizeUrl', 'tokenUrl', 'apiUrl'],
+  defaultClientAuth: 'client_secret_post',
   defaultScope: null,
   callback: 'query',
   pkceByDefault: false,
@@ -23,4 +24,4 @@ export const copernica: ProviderDefinition = {
   identity: { path: '/identity', read: (body) => readIdentity(body, ['id', 'name', 'company']) },
   revocation: 'none',
   minStateLength: 32,
-};
+});

@@ -1,11 +1,11 @@
-import { ProviderDefinition } from '../provider-definition';
+import { defineProvider } from '../provider-definition';
 import { readIdentity } from '../provider-identity';
 
 /**
  * Copper CRM. The callback arrives as a cross-site form POST; tokens normally never expire and
  * carry no refresh token, but a response with expires_in + refresh_token is honoured.
  */
-export const copper: ProviderDefinition = {
+export const copper = defineProvider({
   id: 'copper',
   displayName: 'Copper',
   envPrefix: 'COPPER',
@@ -15,6 +15,7 @@ export const copper: ProviderDefinition = {
     apiUrl: 'https://api.copper.com/developer_api/v1',
   },
   requiredEndpoints: ['authorizeUrl', 'tokenUrl', 'apiUrl'],
+  defaultClientAuth: 'client_secret_post',
   defaultScope: 'developer/v1/all',
   callback: 'form_post',
   pkceByDefault: false,
@@ -22,4 +23,4 @@ export const copper: ProviderDefinition = {
   tokenPresentation: 'bearer_header',
   identity: { path: '/users/me', read: (body) => readIdentity(body, ['id', 'name', 'email']) },
   revocation: 'none',
-};
+});

@@ -1,10 +1,10 @@
-import { ProviderDefinition } from '../provider-definition';
+import { defineProvider } from '../provider-definition';
 
 /**
  * Copy.ai. No public OAuth endpoints: authorize and token URLs must be configured. Standard
  * form POST exchange with refresh tokens; revocation (RFC 7009) when COPYAI_REVOKE_URL is set.
  */
-export const copyai: ProviderDefinition = {
+export const copyai = defineProvider({
   id: 'copyai',
   displayName: 'Copy.ai',
   envPrefix: 'COPYAI',
@@ -12,10 +12,11 @@ export const copyai: ProviderDefinition = {
     apiUrl: 'https://api.copy.ai/api',
   },
   requiredEndpoints: ['authorizeUrl', 'tokenUrl', 'apiUrl'],
+  defaultClientAuth: 'client_secret_post',
   defaultScope: null,
   callback: 'query',
   pkceByDefault: true,
   tokenExchange: 'form_post',
   tokenPresentation: 'bearer_header',
   revocation: 'rfc7009',
-};
+});
