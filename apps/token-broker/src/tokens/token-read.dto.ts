@@ -15,7 +15,8 @@ export interface TokenQuery {
 export function parseTokenQuery(query: Record<string, unknown>): TokenQuery {
   const problems: string[] = [];
   for (const key of Object.keys(query)) {
-    if (key !== 'provider' && key !== 'minValidity') problems.push(`property ${key} should not exist`);
+    // Cut short like the admin routes': the name is caller input, and the answer one sentence.
+    if (key !== 'provider' && key !== 'minValidity') problems.push(`property ${key.slice(0, 40)} should not exist`);
   }
   const { provider, minValidity } = query;
   if (provider !== undefined && (typeof provider !== 'string' || provider.length > 32)) {
