@@ -18,7 +18,7 @@ import { AddressInfo } from 'node:net';
 import { registerControlRoutes } from './control-routes';
 import { Router } from './http-kit';
 import { registerProviderRoutes } from './oauth-routes';
-import { PROVIDER_SPECS } from './providers';
+import { perSandboxProvider, PROVIDER_SPECS } from './providers';
 import {
   DEFAULT_USER,
   parseBehaviourPatch,
@@ -59,7 +59,7 @@ function resolveClients(given: SandboxOptions['clients']): Record<SandboxProvide
     clientId: given?.[p]?.clientId ?? `${p}-client`,
     clientSecret: given?.[p]?.clientSecret ?? `${p}-secret`,
   });
-  return { copper: client('copper'), copernica: client('copernica'), copyai: client('copyai') };
+  return perSandboxProvider(client);
 }
 
 function urlHost(host: string): string {

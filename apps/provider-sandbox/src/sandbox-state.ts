@@ -4,6 +4,7 @@
  * and knows nothing about HTTP. Plain Maps keyed by the random value keep 100k tokens cheap.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { perSandboxProvider } from './providers';
 import { AuthorizeRequest, IssuedTokens, OAuthError, ProviderSpec } from './providers/provider-spec';
 import { StatsRecorder } from './sandbox-stats';
 import {
@@ -92,11 +93,7 @@ export class SandboxState {
     private readonly clients: Readonly<Record<SandboxProvider, SandboxClient>>,
     private readonly now: () => number,
   ) {
-    this.secretDigests = {
-      copper: digest(clients.copper.clientSecret),
-      copernica: digest(clients.copernica.clientSecret),
-      copyai: digest(clients.copyai.clientSecret),
-    };
+    this.secretDigests = perSandboxProvider((p) => digest(clients[p].clientSecret));
     this.reset();
   }
 

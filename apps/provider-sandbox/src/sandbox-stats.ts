@@ -4,11 +4,8 @@
  * keyed by a hash prefix so the stats can be printed or saved without leaking a token.
  */
 import { createHash } from 'node:crypto';
-import { SANDBOX_PROVIDERS, SandboxProvider, SandboxStats, TokenRequestCounts } from './sandbox.types';
-
-function perProvider<T>(make: () => T): Record<SandboxProvider, T> {
-  return { copper: make(), copernica: make(), copyai: make() };
-}
+import { perSandboxProvider as perProvider } from './providers';
+import { SandboxProvider, SandboxStats, TokenRequestCounts } from './sandbox.types';
 
 /** First 16 hex characters of sha256(token): enough to tell tokens apart, useless to an attacker. */
 export function tokenFingerprint(token: string): string {
@@ -61,16 +58,14 @@ export class StatsRecorder {
 
   /** A copy: later requests do not change a snapshot already taken. */
   snapshot(): SandboxStats {
-    const tokenRequests = perProvider<TokenRequestCounts>(() => ({ authorizationCode: 0, refresh: 0, failuresInjected: 0 }));
-    for (const p of SANDBOX_PROVIDERS) tokenRequests[p] = { ...this.tokenRequests[p] };
     return {
-      tokenRequests,
+      tokenRequests: perProvider((p) => ({ ...this.tokenRequests[p] })),
       refreshTokenUses: Object.fromEntries(this.refreshTokenUses),
       duplicateRefreshUses: this.duplicateRefreshUses,
       invalidGrants: this.invalidGrants,
       revocations: { ...this.revocations },
       identityRequests: { ...this.identityRequests },
-      pkce: { copper: { ...this.pkce.copper }, copernica: { ...this.pkce.copernica }, copyai: { ...this.pkce.copyai } },
+      pkce: perProvider((p) => ({ ...this.pkce[p] })),
     };
   }
 

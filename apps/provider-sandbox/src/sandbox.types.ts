@@ -3,9 +3,11 @@
  * benchmarks and the demo code against these types; change them only together with them.
  */
 
-export type SandboxProvider = 'copper' | 'copernica' | 'copyai';
+import type { SandboxProvider } from './providers';
 
-export const SANDBOX_PROVIDERS: readonly SandboxProvider[] = ['copper', 'copernica', 'copyai'];
+/** The providers come from the sandbox's registry (providers/index.ts), one file each. */
+export type { SandboxProvider };
+export { SANDBOX_PROVIDERS } from './providers';
 
 export interface SandboxClient {
   clientId: string;

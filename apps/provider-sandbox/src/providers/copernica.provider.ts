@@ -5,11 +5,11 @@
  * query (a POST gets 405) and the answer is `{access_token}` alone; tokens never expire and
  * cannot be refreshed; the API takes `?access_token=`; there is no revocation endpoint.
  */
-import { ProviderSpec } from './provider-spec';
+import { defineSandboxProvider } from './provider-spec';
 
 const MIN_STATE_LENGTH = 32;
 
-export const copernicaProvider: ProviderSpec = {
+export const copernicaProvider = defineSandboxProvider({
   id: 'copernica',
   displayName: 'Copernica',
   envPrefix: 'COPERNICA',
@@ -44,4 +44,4 @@ export const copernicaProvider: ProviderSpec = {
   issuesCode: (request) => (request.state?.length ?? 0) >= MIN_STATE_LENGTH,
   tokenResponse: (issued) => ({ access_token: issued.accessToken }),
   identity: (user) => ({ id: user.id, name: user.name, company: user.company }),
-};
+});

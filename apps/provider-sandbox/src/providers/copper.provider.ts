@@ -4,11 +4,11 @@
  * refresh token (unless configured otherwise, which the broker must also handle); the API takes
  * `Authorization: Bearer`; there is no revocation endpoint.
  */
-import { ProviderSpec, rfc6749TokenResponse } from './provider-spec';
+import { defineSandboxProvider, rfc6749TokenResponse } from './provider-spec';
 
 const COPPER_SCOPE = 'developer/v1/all';
 
-export const copperProvider: ProviderSpec = {
+export const copperProvider = defineSandboxProvider({
   id: 'copper',
   displayName: 'Copper',
   envPrefix: 'COPPER',
@@ -46,4 +46,4 @@ export const copperProvider: ProviderSpec = {
   issuesCode: () => true,
   tokenResponse: (issued) => rfc6749TokenResponse(issued, false),
   identity: (user) => ({ id: user.id, name: user.name, email: user.email }),
-};
+});

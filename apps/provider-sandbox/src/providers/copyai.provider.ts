@@ -5,11 +5,11 @@
  * authorization request carries a challenge, `Authorization: Bearer` on the API and an RFC 7009
  * revocation endpoint.
  */
-import { ProviderSpec, rfc6749TokenResponse } from './provider-spec';
+import { defineSandboxProvider, rfc6749TokenResponse } from './provider-spec';
 
 export const COPYAI_SCOPE = 'content:read content:write';
 
-export const copyaiProvider: ProviderSpec = {
+export const copyaiProvider = defineSandboxProvider({
   id: 'copyai',
   displayName: 'Copy.ai',
   envPrefix: 'COPYAI',
@@ -45,4 +45,4 @@ export const copyaiProvider: ProviderSpec = {
   issuesCode: () => true,
   tokenResponse: (issued) => rfc6749TokenResponse(issued, true),
   identity: (user) => ({ id: user.id, name: user.name, email: user.email }),
-};
+});

@@ -32,8 +32,9 @@ export interface IssuedTokens {
   scope: string | undefined;
 }
 
-export interface ProviderSpec {
-  readonly id: SandboxProvider;
+/** One provider the sandbox plays. `Id` is its literal id (see defineSandboxProvider); elsewhere it is SandboxProvider. */
+export interface ProviderSpec<Id extends string = SandboxProvider> {
+  readonly id: Id;
   readonly displayName: string;
   /** Prefix of the broker's environment variables: `<PREFIX>_CLIENT_ID` and so on. */
   readonly envPrefix: string;
@@ -70,6 +71,11 @@ export interface ProviderSpec {
   issuesCode(request: AuthorizeRequest): boolean;
   tokenResponse(issued: IssuedTokens): TokenResponse;
   identity(user: SandboxUser): Record<string, string>;
+}
+
+/** Declares a provider; the `const` type parameter keeps its id literal so the registry can derive SandboxProvider. */
+export function defineSandboxProvider<const Id extends string>(spec: ProviderSpec<Id>): ProviderSpec<Id> {
+  return spec;
 }
 
 /** The RFC 6749 section 5.1 body: only the fields that have a value. */
