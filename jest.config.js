@@ -1,4 +1,10 @@
-/** Jest: unit specs beside the code, database-backed specs in libs, end-to-end suites under test/. */
+/**
+ * Jest projects, named for what they need:
+ * - unit: `*.spec.ts` beside the code in apps/ and libs/; pure, no database.
+ * - database: `*.db-spec.ts`; repositories, engines and the embedded server against real
+ *   Postgres with the real migrations.
+ * - e2e: `*.e2e-spec.ts` under test/; the broker booted with the sandbox providers, driven over HTTP.
+ */
 const moduleNameMapper = {
   // The same aliases as tsconfig.json's paths.
   '^@app/migrations$': '<rootDir>/migrations',
@@ -9,14 +15,21 @@ const moduleNameMapper = {
 const transform = { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] };
 const common = { rootDir: __dirname, moduleFileExtensions: ['ts', 'js', 'json'], transform, moduleNameMapper, testEnvironment: 'node' };
 
-module.exports = {
+// The database and e2e projects share one Postgres, prepared once per run. Jest runs a project's
+// global setup only when a test of that project is selected (and a shared file once), so a run
+// of the unit project alone starts no database.
+const withDatabase = {
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+};
+
+module.exports = {
   testTimeout: 60000,
   // Suites share one database and truncate it: run them one at a time.
   maxWorkers: 1,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/apps/**/*.spec.ts', '<rootDir>/libs/**/*.spec.ts'] },
-    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'] },
+    { ...common, ...withDatabase, displayName: 'database', testMatch: ['<rootDir>/{apps,libs,test}/**/*.db-spec.ts'] },
+    { ...common, ...withDatabase, displayName: 'e2e', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'] },
   ],
 };

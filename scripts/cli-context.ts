@@ -8,7 +8,8 @@
  */
 import 'reflect-metadata';
 import { AppConfig, ConfigError, loadConfig } from '@app/config';
-import { dataSourceOptions, EmbeddedPostgresServer, MIGRATIONS_TABLE, pendingMigrations } from '@app/database';
+import { dataSourceOptions, MIGRATIONS_TABLE, pendingMigrations } from '@app/database';
+import { EmbeddedPostgresServer } from '@app/development';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';

@@ -3,7 +3,8 @@
  * created on the server named by BENCH_DATABASE_URL (and dropped afterwards), so every run
  * starts from an empty, freshly migrated schema.
  */
-import { dataSourceOptions, EmbeddedPostgresServer, runPendingMigrations } from '@app/database';
+import { dataSourceOptions, runPendingMigrations } from '@app/database';
+import { EmbeddedPostgresServer } from '@app/development';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

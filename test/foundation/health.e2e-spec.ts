@@ -2,7 +2,8 @@
  * Kubernetes' view of the broker: /health/live answers while the process runs; /health/ready
  * goes 503 when the database is gone or behind on migrations, and comes back by itself.
  */
-import { dataSourceOptions, EmbeddedPostgresServer, MIGRATIONS_TABLE, runPendingMigrations } from '@app/database';
+import { dataSourceOptions, MIGRATIONS_TABLE, runPendingMigrations } from '@app/database';
+import { EmbeddedPostgresServer } from '@app/development';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,4 +1,4 @@
-import type { EmbeddedPostgresServer } from '@app/database';
+import type { EmbeddedPostgresServer } from '@app/development';
 import { rmSync } from 'node:fs';
 
 export default async function globalTeardown(): Promise<void> {

@@ -3,7 +3,8 @@
  * TEST_DATABASE_URL or DATABASE_URL when set (a fresh `token_broker_test` database is created
  * beside the one named), otherwise the embedded server under .data/test-postgres.
  */
-import { dataSourceOptions, EmbeddedPostgresServer, runPendingMigrations } from '@app/database';
+import { dataSourceOptions, runPendingMigrations } from '@app/database';
+import { EmbeddedPostgresServer } from '@app/development';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
-import { EmbeddedPostgresServer } from '@app/database';
+import type { EmbeddedPostgresServer } from '@app/development';
 import { BrokerLogger, createPino, requestLogHook } from '@app/observability';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -33,6 +33,9 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
   let embedded: EmbeddedPostgresServer | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
+    // Loaded here and only here, so a production broker (DATABASE_URL always set) never loads
+    // the development library with its process spawning and system-user creation.
+    const { EmbeddedPostgresServer } = await import('@app/development');
     embedded = new EmbeddedPostgresServer({ dataDir: config.dataDir });
     databaseUrl = await embedded.start();
     logger.log(`embedded PostgreSQL running with data in ${join(config.dataDir, 'postgres')}`, 'Broker');

@@ -3,5 +3,4 @@ export * from './database-clock';
 export * from './database-notifications';
 export * from './database.module';
 export * from './database-unavailable';
-export * from './embedded-postgres-server';
 export * from './migration-runner';
