@@ -1,9 +1,9 @@
-import { ConnectionRepository } from '@app/connections';
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox, SandboxProvider } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { seedConnections } from '../support/seed-connections';
+import { StoredTokens } from '../support/stored-tokens';
 import { connectAccount } from '../support/connect-dance';
 import { useBrokerSuite } from '../support/broker-suite';
 import { captureLogs, startTestBroker, TEST_ENCRYPTION_KEYS, TestBroker } from '../support/test-broker';
@@ -87,7 +87,7 @@ describe('/admin', () => {
   };
   /** The plaintext tokens the broker holds for a connection right now (to prove they never leave it). */
   const storedTokens = async (account: string, provider: string): Promise<string[]> => {
-    const connection = await broker.app.get(ConnectionRepository).findWithTokens(account, provider);
+    const connection = await StoredTokens.of(broker.app).find(account, provider);
     if (!connection) throw new Error(`no ${provider} connection for ${account}`);
     return [connection.accessToken, connection.refreshToken].filter((t): t is string => t !== null);
   };

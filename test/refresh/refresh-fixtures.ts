@@ -2,11 +2,11 @@
  * Shared by the refresh suites: seeding due connections the way the broker stores them, reading
  * the refresh columns of every row, polling with generous deadlines (never timing anything).
  */
-import { ConnectionRepository } from '@app/connections';
 import { TokenCipher } from '@app/crypto';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox, SandboxProvider } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { seedConnections, SeededConnection } from '../support/seed-connections';
+import { StoredTokens } from '../support/stored-tokens';
 import { TEST_ENCRYPTION_KEYS, TestBroker } from '../support/test-broker';
 import { testDatabaseUrl } from '../support/test-database';
 
@@ -60,7 +60,7 @@ export async function seedDueConnections(db: DataSource, sandbox: ProviderSandbo
 
 /** The access token a broker holds for a connection right now (straight from the row). */
 export async function storedAccessToken(broker: TestBroker, account: string, provider: string): Promise<string> {
-  const connection = await broker.app.get(ConnectionRepository).findWithTokens(account, provider);
+  const connection = await StoredTokens.of(broker.app).find(account, provider);
   if (!connection) throw new Error(`no ${provider} connection for ${account}`);
   return connection.accessToken;
 }

@@ -3,14 +3,14 @@
  * the tokens, the broker's own token-response reader normalises them, the broker's
  * RefreshPlanner schedules them and the broker's TokenCipher (same key ring) seals them.
  *
- * Two ways in: `repository` calls TypeormConnectionRepository.saveConnected (the code the
+ * Two ways in: `repository` calls PostgresConnectionRepository.saveConnected (the code the
  * connect flow runs; ~3 statements a row), `bulk` writes the very same column values with one
  * multi-row INSERT per batch (what makes 100,000 connections take seconds, not minutes).
  * The refresh and admin suites seed through it, and so does the benchmark, which afterwards
  * checks that the broker opens what was stored.
  */
 import { Clock } from '@app/common';
-import { SaveConnectedInput, TypeormConnectionRepository } from '@app/connections';
+import { ConnectionSealer, PostgresConnectionRepository, SaveConnectedInput } from '@app/connections';
 import { KeyRing, TokenCipher } from '@app/crypto';
 import { dataSourceOptions } from '@app/database';
 import { readTokenResponse } from '@app/providers';
@@ -80,7 +80,7 @@ async function saveThroughRepository(url: string, cipher: TokenCipher, clock: Cl
   const dataSource = new DataSource(dataSourceOptions(url, { extra: { max: REPOSITORY_CONCURRENCY } }));
   await dataSource.initialize();
   try {
-    const repository = new TypeormConnectionRepository(dataSource, cipher, clock);
+    const repository = new PostgresConnectionRepository(dataSource, new ConnectionSealer(cipher), clock);
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < inputs.length) await repository.saveConnected(inputs[next++]);

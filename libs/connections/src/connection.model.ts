@@ -1,12 +1,33 @@
 /**
  * What the rest of the broker sees of a connection. ConnectionRecord never holds a token;
- * ConnectionWithTokens (plaintext) is only produced by ConnectionRepository.unseal.
+ * ConnectionWithTokens (plaintext) is only produced by ConnectionSealer.unseal.
  */
 export enum ConnectionStatus {
   Active = 'active',
   NeedsReauth = 'needs_reauth',
   Revoked = 'revoked',
-  Error = 'error',
+}
+
+/**
+ * Why the last refresh of a connection failed, as stored in `last_error_code` and shown to
+ * admins. InvalidGrant and RefreshTokenExpired come with needs_reauth and end retries; the others
+ * leave the connection active with a time to try again.
+ */
+export enum ConnectionErrorCode {
+  /** The provider refused the refresh token: the user must connect again. */
+  InvalidGrant = 'invalid_grant',
+  /** The stored refresh token is past its expiry, so the provider was not asked. */
+  RefreshTokenExpired = 'refresh_token_expired',
+  /** The provider refused the broker's client credentials: a configuration error, not the user's. */
+  InvalidClient = 'invalid_client',
+  /** The connection's provider has no settings on this broker. */
+  ProviderNotConfigured = 'provider_not_configured',
+  /** 429, 5xx, a timeout or no answer: transient, retried with backoff. */
+  ProviderUnavailable = 'provider_unavailable',
+  /** Any other refusal of the refresh (e.g. 400 invalid_request): retried with backoff. */
+  RefreshRejected = 'refresh_rejected',
+  /** The stored refresh token cannot be opened with the key ring. */
+  TokenUnreadable = 'token_unreadable',
 }
 
 export interface ProviderIdentity {
@@ -17,7 +38,7 @@ export interface ProviderIdentity {
 }
 
 export interface ConnectionError {
-  code: string;
+  code: ConnectionErrorCode;
   message: string;
   at: Date;
 }

@@ -1,7 +1,7 @@
-import { SealContext, SealContexts, TokenCipher, TokenDecryptError, sealedKeyId } from '@app/crypto';
+import { SealContext, SealContexts, TokenCipher, sealedKeyId } from '@app/crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
-import { ConnectionUnreadableError } from './connection.errors';
+import { asUnreadable } from './connection.sealer';
 
 /** One sealed column: where its key id is read from, and the context its values are sealed with. */
 interface SealedColumn {
@@ -160,16 +160,7 @@ export class KeyRotationRepository {
     try {
       return sealedKeyId(sealed) === active ? sealed : this.cipher.reseal(sealed, context);
     } catch (error) {
-      if (error instanceof TokenDecryptError) throw new ConnectionUnreadableError(label, error.kid ?? safeKeyId(sealed), error.reason);
-      throw error;
+      throw asUnreadable(error, label, sealed);
     }
-  }
-}
-
-function safeKeyId(sealed: string): string | undefined {
-  try {
-    return sealedKeyId(sealed);
-  } catch {
-    return undefined;
   }
 }

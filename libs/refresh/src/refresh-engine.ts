@@ -1,6 +1,16 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository, ConnectionStatus, ConnectionUnreadableError, SealedConnection, TokenSet } from '@app/connections';
+import {
+  ConnectionErrorCode,
+  ConnectionRecord,
+  ConnectionRefreshRepository,
+  ConnectionRepository,
+  ConnectionSealer,
+  ConnectionStatus,
+  ConnectionUnreadableError,
+  SealedConnection,
+  TokenSet,
+} from '@app/connections';
 import { Metrics } from '@app/observability';
 import { PROVIDER_TIMEOUT_MS, ProviderClient, providerDefinition, ProviderError, ProviderId } from '@app/providers';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
@@ -45,6 +55,8 @@ export class RefreshEngine {
   constructor(
     private readonly config: AppConfig,
     private readonly connections: ConnectionRepository,
+    private readonly refreshes: ConnectionRefreshRepository,
+    private readonly sealer: ConnectionSealer,
     private readonly client: ProviderClient,
     private readonly planner: RefreshPlanner,
     private readonly clock: Clock,
@@ -128,7 +140,7 @@ export class RefreshEngine {
   /** A lease this replica just took on a row (claimRefreshLease), or null. */
   private async claimLease(id: string): Promise<Lease | null> {
     const endsAtMonoMs = performance.now() + this.config.refresh.leaseMs;
-    const row = await this.connections.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
+    const row = await this.refreshes.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
     return row ? { row, endsAtMonoMs } : null;
   }
 
@@ -141,7 +153,7 @@ export class RefreshEngine {
     const current = await this.claimLease(id);
     if (current) return this.refreshClaimed(current, trigger, stillNeeded, onProviderAnswered);
     // Our lease lapsed and another replica holds the row now, or it is no longer active: theirs to finish.
-    const state = await this.connections.refreshState(id, this.clock.now());
+    const state = await this.refreshes.refreshState(id, this.clock.now());
     return state && state.status === ConnectionStatus.Active ? { kind: 'busy' } : { kind: 'inactive', status: state?.status ?? null };
   }
 
@@ -155,7 +167,7 @@ export class RefreshEngine {
       if (claimed) return this.refreshClaimed(claimed, trigger, stillNeeded);
 
       // Someone else holds the lease (or the row is not active): wait for their result.
-      const state = await this.connections.refreshState(id, this.clock.now());
+      const state = await this.refreshes.refreshState(id, this.clock.now());
       if (!state || state.status !== ConnectionStatus.Active) return { kind: 'inactive', status: state?.status ?? null };
       if (!state.leased) continue; // released between our two statements: try again
       const settled = await this.waitForLease(id, state.version, deadline);
@@ -170,7 +182,7 @@ export class RefreshEngine {
   private async waitForLease(id: string, version: number, deadline: number): Promise<'settled' | 'timeout'> {
     while (this.clock.nowMs() < deadline) {
       await sleep(WAIT_POLL_MS);
-      const state = await this.connections.refreshState(id, this.clock.now());
+      const state = await this.refreshes.refreshState(id, this.clock.now());
       if (!state || !state.leased || state.version !== version || state.status !== ConnectionStatus.Active) return 'settled';
     }
     return 'timeout';
@@ -189,13 +201,13 @@ export class RefreshEngine {
     const count = (outcome: string): void => this.metrics.refreshes.inc({ provider, trigger, outcome });
 
     if (!stillNeeded(record)) {
-      await this.connections.releaseRefreshLease(record.id, this.owner);
+      await this.refreshes.releaseRefreshLease(record.id, this.owner);
       return { kind: 'fresh', connection: claimed };
     }
     const retryAt = record.nextRefreshAt?.getTime() ?? 0;
-    if (trigger === 'read' && record.lastError && record.lastError.code !== 'invalid_grant' && retryAt > this.clock.nowMs()) {
+    if (trigger === 'read' && record.lastError && record.lastError.code !== ConnectionErrorCode.InvalidGrant && retryAt > this.clock.nowMs()) {
       // A recent attempt failed and set a retry time: readers must not hammer a provider that is down.
-      await this.connections.releaseRefreshLease(record.id, this.owner);
+      await this.refreshes.releaseRefreshLease(record.id, this.owner);
       return {
         kind: 'transient',
         message: `backing off after: ${record.lastError.message}`,
@@ -203,23 +215,23 @@ export class RefreshEngine {
       };
     }
     if (!record.hasRefreshToken) {
-      await this.connections.releaseRefreshLease(record.id, this.owner);
+      await this.refreshes.releaseRefreshLease(record.id, this.owner);
       return { kind: 'not_refreshable', connection: claimed };
     }
     if (record.refreshTokenExpiresAt && record.refreshTokenExpiresAt.getTime() <= this.clock.nowMs()) {
       // The provider would answer invalid_grant: say so without asking it.
       const message = `the ${provider} refresh token expired at ${record.refreshTokenExpiresAt.toISOString()}`;
-      if (!(await this.connections.markNeedsReauth(record.id, record.version, { code: 'refresh_token_expired', message }))) {
+      if (!(await this.refreshes.markNeedsReauth(record.id, record.version, { code: ConnectionErrorCode.RefreshTokenExpired, message }))) {
         return this.supersededAfterFailure(record, 'refresh_token_expired', count);
       }
       count('needs_reauth');
       return { kind: 'needs_reauth', message };
     }
     if (!settings) {
-      await this.connections.recordRefreshFailure(
+      await this.refreshes.recordRefreshFailure(
         record.id,
         record.version,
-        { code: 'provider_not_configured', message: `${provider} is not configured on this broker` },
+        { code: ConnectionErrorCode.ProviderNotConfigured, message: `${provider} is not configured on this broker` },
         new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS),
       );
       count('misconfigured');
@@ -228,10 +240,10 @@ export class RefreshEngine {
 
     let refreshToken: string;
     try {
-      refreshToken = this.connections.unseal(claimed).refreshToken!;
+      refreshToken = this.sealer.unseal(claimed).refreshToken!;
     } catch (error) {
       if (!(error instanceof ConnectionUnreadableError)) {
-        await this.connections.releaseRefreshLease(record.id, this.owner);
+        await this.refreshes.releaseRefreshLease(record.id, this.owner);
         throw error;
       }
       return this.recordUnreadable(record, error, count);
@@ -265,7 +277,7 @@ export class RefreshEngine {
     } catch (error) {
       this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
       if (!(error instanceof ProviderError)) {
-        await this.connections.releaseRefreshLease(record.id, this.owner);
+        await this.refreshes.releaseRefreshLease(record.id, this.owner);
         throw error;
       }
       return this.recordFailure(record, error, count);
@@ -284,7 +296,7 @@ export class RefreshEngine {
       return superseded;
     }
     if (error.kind === 'invalid_grant') {
-      if (!(await this.connections.markNeedsReauth(record.id, record.version, { code: 'invalid_grant', message }))) {
+      if (!(await this.refreshes.markNeedsReauth(record.id, record.version, { code: ConnectionErrorCode.InvalidGrant, message }))) {
         return this.supersededAfterFailure(record, error.kind, count);
       }
       this.logger.warn(`${record.provider} connection ${record.id} (account ${record.account}) needs re-authorisation: ${message}`);
@@ -292,7 +304,7 @@ export class RefreshEngine {
       return { kind: 'needs_reauth', message };
     }
     if (error.kind === 'invalid_client') {
-      if (!(await this.connections.recordRefreshFailure(record.id, record.version, { code: 'invalid_client', message }, new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS)))) {
+      if (!(await this.refreshes.recordRefreshFailure(record.id, record.version, { code: ConnectionErrorCode.InvalidClient, message }, new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS)))) {
         return this.supersededAfterFailure(record, error.kind, count);
       }
       this.logger.error(`${record.provider} rejected our client credentials: check ${providerDefinition(record.provider as ProviderId).envPrefix}_CLIENT_ID/SECRET (${message})`);
@@ -300,8 +312,8 @@ export class RefreshEngine {
       return { kind: 'misconfigured', message };
     }
     const delay = backoffDelayMs(record.refreshFailures, this.random, error.details.retryAfterSec);
-    const code = error.kind === 'transient' ? 'provider_unavailable' : 'refresh_rejected';
-    if (!(await this.connections.recordRefreshFailure(record.id, record.version, { code, message }, new Date(this.clock.nowMs() + delay)))) {
+    const code = error.kind === 'transient' ? ConnectionErrorCode.ProviderUnavailable : ConnectionErrorCode.RefreshRejected;
+    if (!(await this.refreshes.recordRefreshFailure(record.id, record.version, { code, message }, new Date(this.clock.nowMs() + delay)))) {
       return this.supersededAfterFailure(record, error.kind, count);
     }
     count(error.kind === 'transient' ? 'transient' : 'rejected');
@@ -315,7 +327,7 @@ export class RefreshEngine {
    */
   private async recordUnreadable(record: ConnectionRecord, error: ConnectionUnreadableError, count: (outcome: string) => void): Promise<RefreshOutcome> {
     const retryAt = new Date(this.clock.nowMs() + MISCONFIGURED_RETRY_MS);
-    const recorded = await this.connections.recordRefreshFailure(record.id, record.version, { code: 'token_unreadable', message: error.message }, retryAt);
+    const recorded = await this.refreshes.recordRefreshFailure(record.id, record.version, { code: ConnectionErrorCode.TokenUnreadable, message: error.message }, retryAt);
     if (!recorded) return this.supersededAfterFailure(record, 'token_unreadable', count);
     this.logger.error(`cannot refresh ${record.provider} connection ${record.id}: ${error.message}`);
     count('unreadable');
@@ -329,12 +341,12 @@ export class RefreshEngine {
    * as long as this replica's lease keeps every other replica off the row. Returns the stored
    * row, or null when the fence says the row moved on (the newer row wins).
    */
-  private async storeIssued(lease: Lease, tokens: TokenSet, input: Parameters<ConnectionRepository['saveRefreshed']>[0]): Promise<SealedConnection | null> {
+  private async storeIssued(lease: Lease, tokens: TokenSet, input: Parameters<ConnectionRefreshRepository['saveRefreshed']>[0]): Promise<SealedConnection | null> {
     const { record } = lease.row;
     let pauseMs = STORE_RETRY_FIRST_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.connections.saveRefreshed({ ...input, tokens });
+        return await this.refreshes.saveRefreshed({ ...input, tokens });
       } catch (error) {
         const leaseLeftMs = lease.endsAtMonoMs - STORE_LEASE_MARGIN_MS - performance.now();
         const reason = describeError(error);
@@ -356,13 +368,13 @@ export class RefreshEngine {
   private async supersededAfterFailure(record: ConnectionRecord, what: string, count: (outcome: string) => void): Promise<RefreshOutcome> {
     this.logger.warn(`refresh of ${record.provider} connection ${record.id} failed (${what}) after the row moved on; keeping the newer row`);
     count('superseded');
-    await this.connections.releaseRefreshLease(record.id, this.owner);
+    await this.refreshes.releaseRefreshLease(record.id, this.owner);
     return (await this.supersededOutcome(record)) ?? { kind: 'busy' };
   }
 
   /** What the connection is now if its version is no longer the one `record` was read at; undefined if unchanged. */
   private async supersededOutcome(record: ConnectionRecord): Promise<RefreshOutcome | undefined> {
-    const state = await this.connections.refreshState(record.id, this.clock.now());
+    const state = await this.refreshes.refreshState(record.id, this.clock.now());
     if (state && state.version === record.version) return undefined;
     const latest = state ? await this.connections.findSealedById(record.id) : null;
     return latest && latest.record.status === ConnectionStatus.Active ? { kind: 'fresh', connection: latest } : { kind: 'inactive', status: latest?.record.status ?? null };

@@ -1,6 +1,6 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository, SealedConnection } from '@app/connections';
+import { ConnectionRecord, ConnectionRefreshRepository, SealedConnection } from '@app/connections';
 import { ProviderId } from '@app/providers';
 import { Injectable, Logger } from '@nestjs/common';
 import { RefreshEngine } from './refresh-engine';
@@ -31,7 +31,7 @@ export class RefreshSweeper {
 
   constructor(
     private readonly config: AppConfig,
-    private readonly connections: ConnectionRepository,
+    private readonly refreshes: ConnectionRefreshRepository,
     private readonly engine: RefreshEngine,
     private readonly clock: Clock,
   ) {}
@@ -47,7 +47,7 @@ export class RefreshSweeper {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.running?.catch(() => undefined);
-    const released = await this.connections.releaseLeasesOf(this.engine.owner).catch(() => 0);
+    const released = await this.refreshes.releaseLeasesOf(this.engine.owner).catch(() => 0);
     if (released > 0) this.logger.log(`released ${released} refresh leases on shutdown`);
   }
 
@@ -85,7 +85,7 @@ export class RefreshSweeper {
       if (claiming || exhausted || this.stopping || queue.length >= concurrency) return;
       const allowed = budget.take(Math.min(batchSize, concurrency * 2 - queue.length));
       if (allowed === 0) return;
-      claiming = this.connections
+      claiming = this.refreshes
         .claimDueForRefresh(provider, this.engine.owner, this.clock.now(), leaseMs, allowed)
         .then(
           (claimed) => {
@@ -133,7 +133,7 @@ export class RefreshSweeper {
     }
     // Rows claimed but never started (stopping): hand them back at once.
     this.engine.dropClaims(queue.map((left) => left.record.id));
-    for (const left of queue) await this.connections.releaseRefreshLease(left.record.id, this.engine.owner);
+    for (const left of queue) await this.refreshes.releaseRefreshLease(left.record.id, this.engine.owner);
   }
 
   private async refreshOne(claimed: SealedConnection, report: SweepReport, onProviderAnswered: () => void): Promise<void> {

@@ -42,7 +42,7 @@ export class CachedConnection {
     this.sealed = sealed;
   }
 
-  /** The plaintext access token; `open` (ConnectionRepository.openAccessToken) decrypts it the first time. */
+  /** The plaintext access token; `open` (ConnectionSealer.openAccessToken) decrypts it the first time. */
   accessTokenVia(open: (sealed: SealedConnection) => string): string {
     if (this.accessToken === null) {
       this.accessToken = open(this.sealed!);

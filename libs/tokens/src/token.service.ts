@@ -1,5 +1,5 @@
 import { Clock, DomainError, ErrorCode } from '@app/common';
-import { ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
+import { ConnectionErrorCode, ConnectionRecord, ConnectionSealer, ConnectionStatus } from '@app/connections';
 import { Metrics } from '@app/observability';
 import { isProviderId, presentToken, providerDefinition, ProviderId, TokenPresentation, unknownProviderError } from '@app/providers';
 import { RefreshEngine } from '@app/refresh';
@@ -30,7 +30,7 @@ export interface IssuedToken {
 export class TokenService {
   constructor(
     private readonly cache: ConnectionCache,
-    private readonly connections: ConnectionRepository,
+    private readonly sealer: ConnectionSealer,
     private readonly engine: RefreshEngine,
     private readonly usage: UsageRecorder,
     private readonly clock: Clock,
@@ -61,7 +61,7 @@ export class TokenService {
 
   /** The answer for `served`; usage is recorded on the cached entry the read started from. */
   private issue(served: CachedConnection, read: CachedConnection, now: number): IssuedToken {
-    const accessToken = served.accessTokenVia((sealed) => this.connections.openAccessToken(sealed));
+    const accessToken = served.accessTokenVia((sealed) => this.sealer.openAccessToken(sealed));
     this.usage.used(read, now);
     this.metrics.tokenRead(served.provider, 'served');
     return {
@@ -113,7 +113,7 @@ export class TokenService {
     const stillValid = record.expiresAtMs !== null && record.expiresAtMs > now;
     // A recent failure set a retry time: do not hammer a provider that is down.
     const backingOff = record.lastError !== null && record.nextRefreshAtMs !== null && record.nextRefreshAtMs > now;
-    if (backingOff && record.lastError?.code !== 'invalid_grant') {
+    if (backingOff && record.lastError?.code !== ConnectionErrorCode.InvalidGrant) {
       if (stillValid) return current;
       throw this.unavailable(record, record.lastError?.message ?? 'the provider failed recently', Math.ceil((record.nextRefreshAtMs - now) / 1000));
     }

@@ -1,7 +1,7 @@
 import { Caller } from '@app/auth';
 import { assertAccountId, DomainError, ErrorCode } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
+import { ConnectionListRepository, ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
 import { AuditLog } from '@app/observability';
 import { isProviderId, providerDefinition, ProviderId, unknownProviderMessage } from '@app/providers';
 import { RefreshEngine, RefreshOutcome } from '@app/refresh';
@@ -24,7 +24,7 @@ import { ConnectionRevoker, RevocationReport } from './connection-revoker';
 export const REVOKE_ALL_CONCURRENCY = 8;
 const REVOKE_ALL_PAGE = 100;
 /** Statuses whose rows may still hold tokens: everything but revoked. */
-const HOLDING_TOKENS: ReadonlyArray<ConnectionStatus> = [ConnectionStatus.Active, ConnectionStatus.NeedsReauth, ConnectionStatus.Error];
+const HOLDING_TOKENS: ReadonlyArray<ConnectionStatus> = [ConnectionStatus.Active, ConnectionStatus.NeedsReauth];
 
 /** Who asks, for the audit record: the admin key (its name is recorded, never its secret) and the request id. */
 export interface AdminRequest {
@@ -58,6 +58,7 @@ export class AdminService {
   constructor(
     private readonly config: AppConfig,
     private readonly connections: ConnectionRepository,
+    private readonly listing: ConnectionListRepository,
     private readonly revoker: ConnectionRevoker,
     private readonly engine: RefreshEngine,
     private readonly cache: ConnectionCache,
@@ -67,7 +68,7 @@ export class AdminService {
   async list(asking: AdminRequest, query: Record<string, unknown>): Promise<ConnectionPageDto> {
     return this.audited(asking, 'connections.list', { provider: rawString(query.provider) }, async (draft) => {
       const { filter, cursor, limit } = parseListQuery(query);
-      const page = await this.connections.list(filter, cursor, limit);
+      const page = await this.listing.list(filter, cursor, limit);
       draft.detail = { status: filter.status ?? null, returned: page.items.length };
       return { items: page.items.map(toConnectionView), nextCursor: page.nextCursor };
     });
@@ -166,7 +167,7 @@ export class AdminService {
       for (const status of HOLDING_TOKENS) {
         let cursor: string | null = null;
         do {
-          const page = await this.connections.list({ provider, status }, cursor, REVOKE_ALL_PAGE);
+          const page = await this.listing.list({ provider, status }, cursor, REVOKE_ALL_PAGE);
           await forEachBounded(page.items, REVOKE_ALL_CONCURRENCY, async (record) => tally(await this.revoker.revoke(record.id)));
           cursor = page.nextCursor;
         } while (cursor);

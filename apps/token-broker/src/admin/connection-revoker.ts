@@ -1,6 +1,6 @@
 import { DomainError } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository, ConnectionStatus, SealedConnection } from '@app/connections';
+import { ConnectionRecord, ConnectionRepository, ConnectionSealer, ConnectionStatus, SealedConnection } from '@app/connections';
 import { isProviderId, ProviderClient, providerDefinition, ProviderError, ProviderSettings } from '@app/providers';
 import { ConnectionCache } from '@app/tokens';
 import { Injectable, Logger } from '@nestjs/common';
@@ -45,6 +45,7 @@ export class ConnectionRevoker {
   constructor(
     private readonly config: AppConfig,
     private readonly connections: ConnectionRepository,
+    private readonly sealer: ConnectionSealer,
     private readonly client: ProviderClient,
     private readonly cache: ConnectionCache,
   ) {}
@@ -98,7 +99,7 @@ export class ConnectionRevoker {
     }
     let token: string;
     try {
-      token = hint === 'access_token' ? this.connections.openAccessToken(sealed) : (this.connections.unseal(sealed).refreshToken ?? '');
+      token = hint === 'access_token' ? this.sealer.openAccessToken(sealed) : (this.sealer.unseal(sealed).refreshToken ?? '');
     } catch (error) {
       // A token sealed under a key that left the ring cannot be sent anywhere; it is still erased.
       if (error instanceof DomainError) {

@@ -3,12 +3,14 @@ import { KeyRing, SealContexts, sealedKeyId, TokenCipher } from '@app/crypto';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource } from 'typeorm';
+import { StoredTokens } from '../../../test/support/stored-tokens';
 import { openTestDataSource, truncateAll } from '../../../test/support/test-database';
 import { ConnectionUnreadableError } from './connection.errors';
-import { ConnectionRepository } from './connection.repository';
+import { ConnectionSealer } from './connection.sealer';
 import { KeyRotationRepository, ResealProgress } from './key-rotation.repository';
 import { KeyRotationIncompleteError, KeyRotationProgress, rotateKeys } from './key-rotation';
-import { TypeormConnectionRepository } from './typeorm-connection.repository';
+import { PostgresConnectionRefreshRepository } from './postgres-connection-refresh.repository';
+import { PostgresConnectionRepository } from './postgres-connection.repository';
 
 const keyOld = `old:${randomBytes(32).toString('base64')}`;
 const keyNew = `new:${randomBytes(32).toString('base64')}`;
@@ -60,8 +62,17 @@ async function seedConnections(dataSource: DataSource, ring: string, count: numb
   return tokens;
 }
 
-function repositoryFor(dataSource: DataSource, ring: string): TypeormConnectionRepository {
-  return new TypeormConnectionRepository(dataSource, new TokenCipher(KeyRing.parse(ring)), new Clock());
+/** A replica's view of the connections under `ring`: its repositories and sealer. */
+interface Replica {
+  connections: PostgresConnectionRepository;
+  refreshes: PostgresConnectionRefreshRepository;
+  stored: StoredTokens;
+}
+
+function replicaFor(dataSource: DataSource, ring: string): Replica {
+  const sealer = new ConnectionSealer(new TokenCipher(KeyRing.parse(ring)));
+  const connections = new PostgresConnectionRepository(dataSource, sealer, new Clock());
+  return { connections, refreshes: new PostgresConnectionRefreshRepository(dataSource, sealer, new Clock()), stored: new StoredTokens(connections, sealer) };
 }
 
 function rotationFor(dataSource: DataSource, ring: string): KeyRotationRepository {
@@ -95,29 +106,29 @@ describe('rotateKeys (real Postgres)', () => {
 
   it('re-seals 10,000 rows under the new key while fenced refreshes keep landing, losing none', async () => {
     const seeded = await seedConnections(dataSource, keyOld, 10_000);
-    const rotated = repositoryFor(dataSource, `${keyNew},${keyOld}`);
+    const rotated = replicaFor(dataSource, `${keyNew},${keyOld}`);
     const rotation = rotationFor(dataSource, `${keyNew},${keyOld}`);
     // Sealed values, not rows: an access and a refresh token each.
     expect(await rotation.countByKeyId()).toEqual({ old: 20_000 });
 
     // Writers: three replicas already on the new ring, and one not restarted yet (ring `old`
     // only) that keeps sealing under the old key until a third of the way through.
-    const stragglerRepo = repositoryFor(dataSource, keyOld);
+    const straggler = replicaFor(dataSource, keyOld);
     const pool = [...seeded.keys()].sort(() => Math.random() - 0.5).slice(0, 300);
     const lastWrite = new Map<string, Tokens & { version: number }>();
     let rotating = true;
     let stopStraggler = false;
     let writesDuringRotation = 0;
     let fencedOut = 0;
-    const writer = async (repository: ConnectionRepository, label: string, stop: () => boolean): Promise<number> => {
+    const writer = async (replica: Replica, label: string, stop: () => boolean): Promise<number> => {
       let n = 0;
       while (!stop()) {
         const id = pool[randomInt(pool.length)];
-        const current = await repository.findById(id);
+        const current = (await replica.connections.findSealedById(id))?.record;
         if (!current) throw new Error(`seeded row ${id} vanished`);
         const tokens = { access: `at-${label}-${n}-${id}`, refresh: `rt-${label}-${n}-${id}` };
         n++;
-        const saved = await repository.saveRefreshed({
+        const saved = await replica.refreshes.saveRefreshed({
           id,
           expectedVersion: current.version,
           tokens: { accessToken: tokens.access, refreshToken: tokens.refresh, expiresAt: new Date(Date.now() + 3_600_000) },
@@ -139,7 +150,7 @@ describe('rotateKeys (real Postgres)', () => {
       writer(rotated, 'w1', () => !rotating),
       writer(rotated, 'w2', () => !rotating),
       writer(rotated, 'w3', () => !rotating),
-      writer(stragglerRepo, 'old', () => stopStraggler || !rotating),
+      writer(straggler, 'old', () => stopStraggler || !rotating),
     ];
 
     const progress: KeyRotationProgress[] = [];
@@ -192,7 +203,7 @@ describe('rotateKeys (real Postgres)', () => {
     }
     expect(checked).toBe(10_000);
     for (const [id, written] of lastWrite) {
-      const record = await rotated.findById(id);
+      const record = (await rotated.connections.findSealedById(id))?.record;
       expect(record?.version).toBe(written.version); // re-sealing never bumped a version
     }
 
@@ -277,8 +288,8 @@ describe('rotateKeys (real Postgres)', () => {
   });
 
   it('re-seals a kept refresh token whose row was last written under the new key (a refresh without a new refresh token)', async () => {
-    const before = repositoryFor(dataSource, keyOld);
-    const connected = await before.saveConnected({
+    const before = replicaFor(dataSource, keyOld);
+    const connected = await before.connections.saveConnected({
       account: 'acme',
       provider: 'copyai',
       tokens: { accessToken: 'at-0', refreshToken: 'rt-kept', expiresAt: new Date(Date.now() + 60_000) },
@@ -286,8 +297,8 @@ describe('rotateKeys (real Postgres)', () => {
       nextRefreshAt: null,
     });
     // The replica already runs with the new key first; the provider answers without a new refresh token.
-    const after = repositoryFor(dataSource, `${keyNew},${keyOld}`);
-    await after.saveRefreshed({ id: connected.id, expectedVersion: connected.version, tokens: { accessToken: 'at-1', refreshToken: null, expiresAt: null }, nextRefreshAt: null });
+    const after = replicaFor(dataSource, `${keyNew},${keyOld}`);
+    await after.refreshes.saveRefreshed({ id: connected.id, expectedVersion: connected.version, tokens: { accessToken: 'at-1', refreshToken: null, expiresAt: null }, nextRefreshAt: null });
     const rotation = rotationFor(dataSource, `${keyNew},${keyOld}`);
     expect(await rotation.countByKeyId()).toEqual({ new: 1, old: 1 });
 
@@ -296,7 +307,7 @@ describe('rotateKeys (real Postgres)', () => {
     expect(result.resealed).toBe(1);
     expect(result.remainingByKey).toEqual({ new: 2 });
     // With the old key dropped, both tokens still open.
-    expect(await repositoryFor(dataSource, keyNew).findWithTokens('acme', 'copyai')).toMatchObject({ accessToken: 'at-1', refreshToken: 'rt-kept' });
+    expect(await replicaFor(dataSource, keyNew).stored.find('acme', 'copyai')).toMatchObject({ accessToken: 'at-1', refreshToken: 'rt-kept' });
   });
 
   it('re-seals the PKCE verifiers of pending authorizations', async () => {

@@ -1,0 +1,121 @@
+import { Clock } from '@app/common';
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { ConnectionRefreshRepository, RefreshState, SaveRefreshedInput } from './connection-refresh.repository';
+import { ConnectionRow, firstRecord, firstSealed, RECORD_COLUMNS, SEALED_COLUMNS, toSealed } from './connection.mapper';
+import { ConnectionError, ConnectionRecord, SealedConnection } from './connection.model';
+import { ConnectionSealer } from './connection.sealer';
+
+/** Postgres implementation. Every statement is written out: the fences and locks are the point. */
+@Injectable()
+export class PostgresConnectionRefreshRepository extends ConnectionRefreshRepository {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly sealer: ConnectionSealer,
+    private readonly clock: Clock,
+  ) {
+    super();
+  }
+
+  async claimRefreshLease(id: string, owner: string, now: Date, leaseMs: number): Promise<SealedConnection | null> {
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
+      `UPDATE connections SET lease_owner = $2, lease_expires_at = $3
+       WHERE id = $1 AND status = 'active' AND (lease_expires_at IS NULL OR lease_expires_at <= $4 OR lease_owner = $2)
+       RETURNING ${SEALED_COLUMNS}`,
+      [id, owner, new Date(now.getTime() + leaseMs), now],
+    );
+    return firstSealed(rows);
+  }
+
+  async claimDueForRefresh(provider: string, owner: string, now: Date, leaseMs: number, limit: number): Promise<SealedConnection[]> {
+    // RETURNING comes back in no particular order: the outer SELECT restores "oldest due first",
+    // which the sweep works through in turn.
+    const rows: ConnectionRow[] = await this.dataSource.query(
+      `WITH claimed AS (
+         UPDATE connections SET lease_owner = $2, lease_expires_at = $3
+         WHERE id IN (
+           SELECT id FROM connections
+           WHERE provider = $1 AND status = 'active' AND next_refresh_at IS NOT NULL AND next_refresh_at <= $4
+             AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
+           ORDER BY next_refresh_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+         RETURNING ${SEALED_COLUMNS})
+       SELECT * FROM claimed ORDER BY next_refresh_at, id`,
+      [provider, owner, new Date(now.getTime() + leaseMs), now, limit],
+    );
+    return rows.map(toSealed);
+  }
+
+  async releaseLeasesOf(owner: string): Promise<number> {
+    const [, count] = await this.dataSource.query<[unknown, number]>(
+      `UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1`,
+      [owner],
+    );
+    return count;
+  }
+
+  async releaseRefreshLease(id: string, owner: string): Promise<void> {
+    await this.dataSource.query(`UPDATE connections SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2`, [
+      id,
+      owner,
+    ]);
+  }
+
+  async refreshState(id: string, now: Date): Promise<RefreshState | null> {
+    const rows: RefreshState[] = await this.dataSource.query(
+      `SELECT version, status, (lease_expires_at IS NOT NULL AND lease_expires_at > $2) AS leased FROM connections WHERE id = $1`,
+      [id, now],
+    );
+    return rows[0] ?? null;
+  }
+
+  async saveRefreshed(input: SaveRefreshedInput): Promise<SealedConnection | null> {
+    const sealed = this.sealer.sealTokens(input.id, input.tokens);
+    const now = this.clock.now();
+    // A refresh response without a refresh token keeps the one we have (RFC 6749 §6);
+    // a rotated one is written in this same statement as its access token.
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
+      `UPDATE connections SET access_token_sealed = $3,
+         refresh_token_sealed = COALESCE($4, refresh_token_sealed),
+         token_type = COALESCE($5, token_type), scope = COALESCE($6, scope), expires_at = $7,
+         refresh_token_expires_at = CASE WHEN $4::text IS NULL THEN refresh_token_expires_at ELSE $8 END,
+         updated_at = $9, last_refreshed_at = $9, last_error_code = NULL, last_error_message = NULL,
+         last_error_at = NULL, version = version + 1, next_refresh_at = $10, refresh_failures = 0,
+         lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${SEALED_COLUMNS}`,
+      [
+        input.id,
+        input.expectedVersion,
+        sealed.access,
+        sealed.refresh,
+        input.tokens.tokenType ?? null,
+        input.tokens.scope ?? null,
+        input.tokens.expiresAt,
+        input.tokens.refreshTokenExpiresAt ?? null,
+        now,
+        input.nextRefreshAt,
+      ],
+    );
+    return firstSealed(rows);
+  }
+
+  async markNeedsReauth(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null> {
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
+      `UPDATE connections SET status = 'needs_reauth', last_error_code = $3, last_error_message = $4, last_error_at = $5,
+         updated_at = $5, version = version + 1, next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${RECORD_COLUMNS}`,
+      [id, expectedVersion, error.code, error.message, this.clock.now()],
+    );
+    return firstRecord(rows);
+  }
+
+  async recordRefreshFailure(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>, retryAt: Date | null): Promise<boolean> {
+    const [, count] = await this.dataSource.query<[unknown, number]>(
+      `UPDATE connections SET last_error_code = $3, last_error_message = $4, last_error_at = $5, updated_at = $5,
+         refresh_failures = refresh_failures + 1, next_refresh_at = COALESCE($6, next_refresh_at),
+         lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND version = $2 AND status = 'active'`,
+      [id, expectedVersion, error.code, error.message, this.clock.now(), retryAt],
+    );
+    return count > 0;
+  }
+}

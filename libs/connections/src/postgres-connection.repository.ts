@@ -1,0 +1,121 @@
+import { Clock } from '@app/common';
+import { Injectable } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { ConnectionRow, firstRecord, firstSealed, RECORD_COLUMNS, SEALED_COLUMNS, toRecord, toSealed } from './connection.mapper';
+import { ConnectionRecord, SealedConnection } from './connection.model';
+import { ConnectionRepository, SaveConnectedInput } from './connection.repository';
+import { ConnectionSealer } from './connection.sealer';
+
+/** Postgres implementation. Every statement is written out: the fences and locks are the point. */
+@Injectable()
+export class PostgresConnectionRepository extends ConnectionRepository {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly sealer: ConnectionSealer,
+    private readonly clock: Clock,
+  ) {
+    super();
+  }
+
+  async saveConnected(input: SaveConnectedInput): Promise<ConnectionRecord> {
+    return this.dataSource.transaction(async (manager) => {
+      // Insert a placeholder if the pair is new (invisible until commit), then lock the row: the
+      // ciphertext is bound to the row id, so the id must be known before sealing.
+      await manager.query(
+        `INSERT INTO connections (id, account, provider) VALUES ($1, $2, $3) ON CONFLICT (account, provider) DO NOTHING`,
+        [randomUUID(), input.account, input.provider],
+      );
+      const [{ id }] = await manager.query<Array<{ id: string }>>(`SELECT id FROM connections WHERE account = $1 AND provider = $2 FOR UPDATE`, [
+        input.account,
+        input.provider,
+      ]);
+      const now = this.clock.now();
+      const sealed = this.sealer.sealTokens(id, input.tokens);
+      const rows = await manager.query<[ConnectionRow[], number]>(
+        `UPDATE connections SET status = 'active', access_token_sealed = $2, refresh_token_sealed = $3,
+           token_type = $4, scope = $5, expires_at = $6, refresh_token_expires_at = $7, identity = $8,
+           updated_at = $9, connected_at = $9, last_refreshed_at = NULL, last_error_code = NULL,
+           last_error_message = NULL, last_error_at = NULL, version = version + 1, next_refresh_at = $10,
+           refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
+        [
+          id,
+          sealed.access,
+          sealed.refresh,
+          input.tokens.tokenType ?? null,
+          input.tokens.scope ?? null,
+          input.tokens.expiresAt,
+          input.tokens.refreshTokenExpiresAt ?? null,
+          input.identity ? JSON.stringify(input.identity) : null,
+          now,
+          input.nextRefreshAt,
+        ],
+      );
+      return toRecord(rows[0][0]);
+    });
+  }
+
+  async findOne(account: string, provider: string): Promise<ConnectionRecord | null> {
+    const rows: ConnectionRow[] = await this.dataSource.query(`SELECT ${RECORD_COLUMNS} FROM connections WHERE account = $1 AND provider = $2`, [
+      account,
+      provider,
+    ]);
+    return firstRecord(rows);
+  }
+
+  async findByAccount(account: string): Promise<ConnectionRecord[]> {
+    const rows: ConnectionRow[] = await this.dataSource.query(
+      `SELECT ${RECORD_COLUMNS} FROM connections WHERE account = $1 ORDER BY provider`,
+      [account],
+    );
+    return rows.map(toRecord);
+  }
+
+  async findSealedById(id: string): Promise<SealedConnection | null> {
+    const rows: ConnectionRow[] = await this.dataSource.query(`SELECT ${SEALED_COLUMNS} FROM connections WHERE id = $1`, [id]);
+    return firstSealed(rows);
+  }
+
+  async findSealedByAccount(account: string): Promise<SealedConnection[]> {
+    const rows: ConnectionRow[] = await this.dataSource.query(
+      `SELECT ${SEALED_COLUMNS} FROM connections WHERE account = $1 ORDER BY provider`,
+      [account],
+    );
+    return rows.map(toSealed);
+  }
+
+  async markRevoked(id: string): Promise<ConnectionRecord | null> {
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
+      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL,
+         expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $2, version = version + 1,
+         next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
+      [id, this.clock.now()],
+    );
+    return firstRecord(rows);
+  }
+
+  async markRevokedIfUnchanged(id: string, expectedVersion: number): Promise<ConnectionRecord | null> {
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
+      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL,
+         expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $3, version = version + 1,
+         next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND version = $2 RETURNING ${RECORD_COLUMNS}`,
+      [id, expectedVersion, this.clock.now()],
+    );
+    return firstRecord(rows);
+  }
+
+  async recordUsage(lastUsedById: ReadonlyMap<string, Date>): Promise<void> {
+    if (lastUsedById.size === 0) return;
+    const ids = [...lastUsedById.keys()];
+    const times = ids.map((id) => lastUsedById.get(id)?.toISOString());
+    // One statement for the whole batch; never moves a timestamp backwards.
+    await this.dataSource.query(
+      `UPDATE connections c SET last_used_at = GREATEST(COALESCE(c.last_used_at, u.at), u.at)
+       FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE c.id = u.id`,
+      [ids, times],
+    );
+  }
+}
