@@ -82,6 +82,9 @@ function errorBody(exception: unknown, request: FastifyRequest): ErrorBody {
   if (exception instanceof HttpException) {
     const status = exception.getStatus();
     const code = codeForStatus(status);
+    // A 5xx is a failure of ours, answered like an unknown one: its text may hold anything, and
+    // the caller needs the request id the log line carries.
+    if (code === ErrorCode.Internal) return internalBody(request, status);
     return { statusCode: status, error: code, message: httpMessage(exception, code, request) };
   }
   if (isDatabaseUnavailable(exception)) {
@@ -93,12 +96,11 @@ function errorBody(exception: unknown, request: FastifyRequest): ErrorBody {
     };
   }
   if (isFrameworkError(exception)) return frameworkErrorBody(exception);
-  return {
-    statusCode: httpStatusOf(ErrorCode.Internal),
-    error: ErrorCode.Internal,
-    message: `internal error; quote request id ${request.id} when reporting it`,
-    requestId: request.id,
-  };
+  return internalBody(request, httpStatusOf(ErrorCode.Internal));
+}
+
+function internalBody(request: FastifyRequest, statusCode: number): ErrorBody {
+  return { statusCode, error: ErrorCode.Internal, message: `internal error; quote request id ${request.id} when reporting it`, requestId: request.id };
 }
 
 function codeForStatus(status: number): ErrorCode {
@@ -118,13 +120,23 @@ interface FastifyFrameworkError {
 }
 
 /**
+ * Fastify's own messages for these quote the whole raw URL, query string included (a connect
+ * link's session token, say), and may run to kilobytes: said in our words instead.
+ */
+const URL_QUOTING_MESSAGES: ReadonlyMap<string, string> = new Map([
+  ['FST_ERR_BAD_URL', 'the URL path has a malformed percent-escape'],
+  ['FST_ERR_MAX_PARAM_LENGTH', 'a path segment of the URL is too long'],
+]);
+
+/**
  * The body for an error Fastify raises itself, before any route runs (a malformed URL, a path
  * parameter over `maxParamLength`): the same shape as every other error. Used by the filter and
  * by the adapter's `frameworkErrors` hook (broker.ts).
  */
 export function frameworkErrorBody(error: FastifyFrameworkError): ErrorBody {
   const statusCode = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400;
-  return { statusCode, error: CODE_BY_STATUS[statusCode] ?? ErrorCode.ValidationFailed, message: error.message ?? 'bad request' };
+  const message = URL_QUOTING_MESSAGES.get(error.code ?? '') ?? error.message ?? 'bad request';
+  return { statusCode, error: CODE_BY_STATUS[statusCode] ?? ErrorCode.ValidationFailed, message };
 }
 
 function httpMessage(exception: HttpException, code: ErrorCode, request: FastifyRequest): string {
