@@ -61,7 +61,7 @@ export async function openCliContext(): Promise<CliContext> {
     databaseLabel = `embedded PostgreSQL under ${join(config.dataDir, 'postgres')}`;
   }
 
-  const dataSource = new DataSource(dataSourceOptions(url));
+  const dataSource = new DataSource(dataSourceOptions(url, { poolSize: config.databasePoolSize }));
   try {
     await dataSource.initialize();
   } catch (error) {

@@ -51,7 +51,7 @@ export class AppModule {
         CoreModule.forRoot(clock),
         ScheduleModule.forRoot(),
         ObservabilityModule,
-        DatabaseModule.forRoot({ url: databaseUrl }),
+        DatabaseModule.forRoot({ url: databaseUrl, poolSize: config.databasePoolSize }),
         CryptoModule.forRoot(config.tokenEncryptionKeys),
         AuthModule,
         HealthModule,

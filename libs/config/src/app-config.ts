@@ -33,6 +33,8 @@ export class AppConfig {
   readonly host!: string;
   /** Unset → embedded Postgres under dataDir. */
   readonly databaseUrl!: string | undefined;
+  /** Connections this replica's pool holds at most (DATABASE_POOL_SIZE). */
+  readonly databasePoolSize!: number;
   readonly dataDir!: string;
   readonly publicUrl!: string;
   readonly logLevel!: string;
@@ -69,6 +71,7 @@ export class AppConfig {
       port: this.port,
       host: this.host,
       database: this.databaseUrl ? 'external' : 'embedded',
+      databasePoolSize: this.databasePoolSize,
       dataDir: this.dataDir,
       publicUrl: this.publicUrl,
       serviceApiKeys: this.serviceApiKeys.map((k) => k.name),

@@ -422,7 +422,7 @@ describe('loadConfig', () => {
     });
   });
 
-  describe('tuning (REFRESH_*, TOKEN_CACHE_MAX_ACCOUNTS)', () => {
+  describe('tuning (REFRESH_*, TOKEN_CACHE_MAX_ACCOUNTS, DATABASE_POOL_SIZE)', () => {
     it('defaults to the documented values', () => {
       const { config } = loadConfig({ DATA_DIR: dataDir });
       expect(config.refresh).toEqual({
@@ -434,6 +434,7 @@ describe('loadConfig', () => {
         leaseMs: 30_000,
       });
       expect(config.tokenCacheMaxAccounts).toBe(100_000);
+      expect(config.databasePoolSize).toBe(10);
     });
 
     it('takes explicit values, 0 turning the token cache off', () => {
@@ -446,9 +447,11 @@ describe('loadConfig', () => {
         REFRESH_PROVIDER_BUDGET_PER_MINUTE: '60',
         REFRESH_LEASE_MS: '5000',
         TOKEN_CACHE_MAX_ACCOUNTS: '0',
+        DATABASE_POOL_SIZE: '40',
       });
       expect(config.refresh).toEqual({ schedulerEnabled: false, sweepIntervalMs: 250, batchSize: 50, concurrency: 4, providerBudgetPerMinute: 60, leaseMs: 5_000 });
       expect(config.tokenCacheMaxAccounts).toBe(0);
+      expect(config.databasePoolSize).toBe(40);
     });
 
     it('reports every value out of range or not a number, by name', () => {
@@ -461,6 +464,7 @@ describe('loadConfig', () => {
         REFRESH_PROVIDER_BUDGET_PER_MINUTE: '-1',
         REFRESH_LEASE_MS: 'soon',
         TOKEN_CACHE_MAX_ACCOUNTS: '1e9',
+        DATABASE_POOL_SIZE: '0',
       });
       for (const variable of [
         'REFRESH_SCHEDULER_ENABLED',
@@ -470,6 +474,7 @@ describe('loadConfig', () => {
         'REFRESH_PROVIDER_BUDGET_PER_MINUTE',
         'REFRESH_LEASE_MS',
         'TOKEN_CACHE_MAX_ACCOUNTS',
+        'DATABASE_POOL_SIZE',
       ]) {
         expect(error.problems.filter((problem) => problem.startsWith(`${variable}:`))).toHaveLength(1);
       }

@@ -117,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   };
 
   const tokenCacheMaxAccounts = readInteger(read, 'TOKEN_CACHE_MAX_ACCOUNTS', 100_000, [0, 10_000_000], problems);
+  const databasePoolSize = readInteger(read, 'DATABASE_POOL_SIZE', 10, [1, 1_000], problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -125,6 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     port,
     host: scalars.HOST ?? '0.0.0.0',
     databaseUrl: scalars.DATABASE_URL,
+    databasePoolSize,
     dataDir,
     publicUrl: (scalars.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     logLevel: scalars.LOG_LEVEL ?? (nodeEnv === 'test' ? 'warn' : 'info'),

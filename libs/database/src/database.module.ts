@@ -9,6 +9,8 @@ const RUN_MIGRATIONS = Symbol('RUN_MIGRATIONS');
 
 export interface DatabaseModuleOptions {
   url: string;
+  /** Connections the pool opens at most (DATABASE_POOL_SIZE). */
+  poolSize?: number;
   /** Apply pending migrations when the module starts (the service does; some tests do not). */
   runMigrations?: boolean;
 }
@@ -31,7 +33,7 @@ export class DatabaseModule implements OnModuleInit {
   static forRoot(options: DatabaseModuleOptions): DynamicModule {
     return {
       module: DatabaseModule,
-      imports: [TypeOrmModule.forRoot({ ...dataSourceOptions(options.url), autoLoadEntities: true, retryAttempts: 3, retryDelay: 1000 })],
+      imports: [TypeOrmModule.forRoot({ ...dataSourceOptions(options.url, { poolSize: options.poolSize }), autoLoadEntities: true, retryAttempts: 3, retryDelay: 1000 })],
       providers: [
         { provide: RUN_MIGRATIONS, useValue: options.runMigrations ?? true },
         { provide: DATABASE_URL, useValue: options.url },
