@@ -138,7 +138,7 @@ export function writeResults(
   const json = join(where.resultsDir, `${where.block}-${report.startedAt.replace(/[:.]/g, '-')}.json`);
   writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
   const markdown = join(where.resultsDir, where.latest);
-  writeFileSync(markdown, `# ${where.title}: latest run\n\n${table}\nFull record: \`${json.slice(json.lastIndexOf('bench/'))}\`\n`);
+  writeFileSync(markdown, `# ${where.title}: latest run\n\n${table}\nFull record (kept where the run wrote it, not committed): \`${json.slice(json.lastIndexOf('bench/'))}\`\n`);
   return { json, markdown, readme: replaceReadmeBlock(where.readmePath, table, where.block) };
 }
 

@@ -45,6 +45,7 @@ export interface Settings {
   brokerDist: string;
   brokerNodeFlags: string[];
   resultsDir: string;
+  /** Replace README.md's marked result blocks too (BENCH_README=1); off, so a run leaves the tracked README alone. */
   writeReadme: boolean;
   /** Keep the servers up after seeding (for profiling by hand) until Ctrl-C; no load is run. */
   hold: boolean;
@@ -91,7 +92,7 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
     brokerDist: resolve(ROOT, env.BENCH_BROKER_DIST ?? 'dist'),
     brokerNodeFlags: (env.BENCH_BROKER_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== ''),
     resultsDir: resolve(ROOT, env.BENCH_RESULTS_DIR ?? 'bench/results'),
-    writeReadme: env.BENCH_README !== '0',
+    writeReadme: env.BENCH_README === '1',
     hold: env.BENCH_HOLD === '1',
   };
   if (env.BENCH_PROFILE === '1') {
