@@ -55,6 +55,9 @@ describe('sendError', () => {
       throw thrown;
     });
     app.get('/items/:id', async (request) => request.params);
+    app.get('/deep/*', async () => {
+      throw thrown;
+    });
     app.post('/echo', async (request) => request.body);
     await app.ready();
   });
@@ -93,10 +96,13 @@ describe('sendError', () => {
       expect(response.json()).toEqual({ statusCode: 503, error: 'provider_unavailable', message: 'copper could not refresh the token now', retryAfter: 30 });
     });
 
-    it('sends no Retry-After for a retryAfter that is not a number', async () => {
-      const response = await answerTo(new DomainError(ErrorCode.RefreshInProgress, 'busy', { retryAfter: 'soon' }));
-      expect(response.statusCode).toBe(503);
-      expect(response.headers['retry-after']).toBeUndefined();
+    it('gives every 503 a Retry-After, the default when the error names none (or no usable one)', async () => {
+      for (const details of [undefined, { retryAfter: 'soon' }]) {
+        const response = await answerTo(new DomainError(ErrorCode.RefreshInProgress, 'busy', details));
+        expect(response.statusCode).toBe(503);
+        expect(response.headers['retry-after']).toBe('5');
+      }
+      expect((await answerTo(new DomainError(ErrorCode.NeedsReauth, 'reconnect'))).headers['retry-after']).toBeUndefined();
     });
 
     it('leaves a 5xx domain error to whoever raised it: it is a known outcome, not an unhandled error', async () => {
@@ -135,6 +141,13 @@ describe('sendError', () => {
       expect(response.statusCode).toBe(404);
       expect(response.json()).toEqual({ statusCode: 404, error: 'route_not_found', message: 'no route GET /throw' });
       expect(response.body).not.toContain(SECRET);
+    });
+
+    it('answers an unknown route with a long path cut short', async () => {
+      const long = `/deep/${'x'.repeat(5_000)}`;
+      const response = await answerTo(new NotFoundException('Cannot GET'), long);
+      expect(response.statusCode).toBe(404);
+      expect(response.json<{ message: string }>().message.length).toBeLessThan(250);
     });
 
     it.each([

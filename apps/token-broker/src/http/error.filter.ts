@@ -17,6 +17,8 @@ export interface ErrorBody {
  * that waits this long finds a reconnected pool or a fresh verdict, not the same failure.
  */
 export const DATABASE_RETRY_AFTER_SEC = 5;
+/** Retry-After of a 503 whose error names no better time. */
+const DEFAULT_RETRY_AFTER_SEC = 5;
 
 /** Statuses Nest or Fastify raise on their own, mapped onto the broker's codes. */
 const CODE_BY_STATUS: Record<number, ErrorCode> = {
@@ -59,7 +61,9 @@ export function sendError(exception: unknown, request: FastifyRequest, reply: Fa
   } else if (body.statusCode >= 500 && body.error === ErrorCode.Internal) {
     logger.error({ requestId: request.id, err: exception }, 'unhandled error');
   }
-  if (typeof body.retryAfter === 'number') void reply.header('retry-after', String(body.retryAfter));
+  // A 503 always says when to come back: a caller's retry loop should not have to guess.
+  const retryAfter = typeof body.retryAfter === 'number' ? body.retryAfter : body.statusCode === 503 ? DEFAULT_RETRY_AFTER_SEC : undefined;
+  if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
   void reply.status(body.statusCode).header('content-type', 'application/json; charset=utf-8').send(body);
 }
 
@@ -140,7 +144,7 @@ export function frameworkErrorBody(error: FastifyFrameworkError): ErrorBody {
 }
 
 function httpMessage(exception: HttpException, code: ErrorCode, request: FastifyRequest): string {
-  if (code === ErrorCode.RouteNotFound) return `no route ${request.method} ${request.url.split('?')[0]}`;
+  if (code === ErrorCode.RouteNotFound) return `no route ${request.method} ${clip(request.url.split('?')[0], 200)}`;
   const response = exception.getResponse();
   if (typeof response === 'object' && response !== null && 'message' in response) {
     const message: unknown = response.message;
@@ -148,4 +152,8 @@ function httpMessage(exception: HttpException, code: ErrorCode, request: Fastify
     if (typeof message === 'string') return message;
   }
   return exception.message;
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
