@@ -4,7 +4,7 @@ import { AppConfig } from '@app/config';
 import { ConnectionRecord, ConnectionRepository } from '@app/connections';
 import { TokenCipher } from '@app/crypto';
 import { isDatabaseUnavailable } from '@app/database';
-import { isProviderId, ProviderClient, ProviderError, providerDefinition, ProviderSettings, unknownProviderError } from '@app/providers';
+import { isProviderId, ProviderClient, ProviderError, providerDefinition, ProviderId, ProviderSettings, unknownProviderError } from '@app/providers';
 import { issuedTokenSet, RefreshPlanner } from '@app/refresh';
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { parse as parseCookies, serialize as serializeCookie } from 'cookie';
@@ -292,6 +292,15 @@ export class ConnectService implements OnModuleInit {
    */
   bindingCookieName(provider: string): string {
     return `${this.secureCookies ? '__Host-' : ''}tb_connect_${provider}`;
+  }
+
+  /**
+   * Whether the provider sends the browser back with a cross-site form POST: its definition says
+   * so (Copper), or this broker asked for it with `response_mode=form_post` in
+   * `<PREFIX>_AUTHORIZE_PARAMS` (OAuth 2.0 Form Post Response Mode).
+   */
+  answersWithFormPost(provider: ProviderId): boolean {
+    return providerDefinition(provider).callback === 'form_post' || this.config.providers[provider]?.authorizeParams.response_mode === 'form_post';
   }
 
   /** Whether the request carries this provider's binding cookie (Copper's cross-site POST does not). */

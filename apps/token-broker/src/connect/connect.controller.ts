@@ -55,15 +55,15 @@ export class ConnectController {
   }
 
   /**
-   * A provider whose definition says `form_post` answers with a cross-site form POST, which
-   * carries no SameSite=Lax binding cookie: it is bounced to the GET callback, a same-site
-   * navigation that does. Only such a provider: any other provider's POST without the cookie is
-   * not how it answers, and goes to the binding check like any callback (which refuses it).
+   * A provider that answers with a cross-site form POST (ConnectService.answersWithFormPost)
+   * sends no SameSite=Lax binding cookie with it: it is bounced to the GET callback, a same-site
+   * navigation that does. Any other provider's POST without the cookie is not how it answers,
+   * and goes to the binding check like any callback (which refuses it).
    */
   @Post('callback')
   async callbackPost(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     const body = formBody(request);
-    if (isProviderId(provider) && providerDefinition(provider).callback === 'form_post' && !this.connect.hasBindingCookie(request.raw, provider)) {
+    if (isProviderId(provider) && this.connect.answersWithFormPost(provider) && !this.connect.hasBindingCookie(request.raw, provider)) {
       reply.hijack();
       const query = new URLSearchParams();
       for (const key of ['code', 'state', 'iss', 'error', 'error_description']) {
