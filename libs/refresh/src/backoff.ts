@@ -9,3 +9,12 @@ export function backoffDelayMs(failures: number, random: () => number, retryAfte
   const jittered = exponential / 2 + random() * (exponential / 2);
   return Math.max(jittered, (retryAfterSec ?? 0) * 1000);
 }
+
+/**
+ * Whether a failed refresh set a retry time that has not come yet, so a read must not ask the
+ * provider again (no hot loop against a provider that is down). `invalid_grant` never backs off:
+ * the connection is `needs_reauth` and answers for itself.
+ */
+export function isBackingOff(lastErrorCode: string | null | undefined, retryAtMs: number | null, nowMs: number): retryAtMs is number {
+  return lastErrorCode !== undefined && lastErrorCode !== null && lastErrorCode !== 'invalid_grant' && retryAtMs !== null && retryAtMs > nowMs;
+}

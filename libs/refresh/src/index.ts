@@ -6,3 +6,4 @@ export * from './refresh.module';
 export * from './refresh-sweeper';
 export * from './token-bucket';
 export * from './issued-token-set';
+export * from './refresh-leases';

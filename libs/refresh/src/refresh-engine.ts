@@ -14,48 +14,68 @@ import {
 import { Metrics } from '@app/observability';
 import { PROVIDER_TIMEOUT_MS, ProviderClient, providerDefinition, ProviderError, ProviderId } from '@app/providers';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
-import { backoffDelayMs, MISCONFIGURED_RETRY_MS } from './backoff';
+import { backoffDelayMs, isBackingOff, MISCONFIGURED_RETRY_MS } from './backoff';
 import { issuedTokenSet } from './issued-token-set';
 import { JITTER_RANDOM, RefreshPlanner } from './refresh-planner';
+import { Lease, RefreshLeases } from './refresh-leases';
 import { RefreshOutcome, RefreshTrigger } from './refresh-outcome';
 
+/** How often a refresh waiting for another holder's lease looks at the row again. */
 const WAIT_POLL_MS = 25;
-/** A queued claim is trusted only while its lease still covers a whole provider call plus this. */
-const CLAIM_SAFETY_MS = 2_000;
+/** How much longer than a lease a waiter waits before answering `busy`. */
+const WAIT_GRACE_MS = 5_000;
 /** Retries of the write that stores freshly issued tokens: first pause, and the longest. */
 const STORE_RETRY_FIRST_MS = 100;
 const STORE_RETRY_MAX_MS = 2_000;
 /** Storing stops this long before the lease runs out, so no other replica can have taken the row over meanwhile. */
 const STORE_LEASE_MARGIN_MS = 1_000;
 
+/** One request to refresh a connection, whoever makes it. */
+export interface RefreshRequest {
+  readonly connectionId: string;
+  readonly trigger: RefreshTrigger;
+  /** Checked against the latest row before the provider is asked: false means there is nothing to do (`fresh`). */
+  stillNeeded(record: ConnectionRecord): boolean;
+  /**
+   * This replica's sweep claimed the row (RefreshLeases.claimDue): refresh under `lease` when
+   * the claim is still good, else confirm the lease, but never wait for another holder; the sweep
+   * moves on instead.
+   */
+  readonly claimed?: boolean;
+  readonly lease?: Lease;
+  /** Called once the provider call is over, before the row is written: the sweep counts provider calls, not writes, against its concurrency. */
+  onProviderAnswered?(): void;
+}
+
 /**
- * The one code path that refreshes a token, whoever asks (a read, the sweep, an admin).
+ * The one code path that refreshes a token, whoever asks (a read, the sweep, an admin), and the
+ * one owner of the refresh protocol:
  *
- * - In this process, concurrent requests for one connection share one attempt.
- * - Across replicas, a lease in the row (claimRefreshLease) admits one refresher; the others
- *   wait for the lease to go and re-read the row. A crashed holder's lease simply expires, so a
- *   lease must outlast a provider call (REFRESH_LEASE_MS > the provider timeout).
+ * - In this process, concurrent requests for one connection share one attempt (`inflight`).
+ * - Across replicas, a lease in the row admits one refresher (RefreshLeases); a read or an admin
+ *   request that finds another holder waits for it to finish and re-reads the row. A crashed
+ *   holder's lease simply expires, so a lease must outlast a provider call (REFRESH_LEASE_MS >
+ *   the provider timeout). A row the sweep claimed here is refreshed from that claim by
+ *   whichever request reaches it first.
  * - The write is fenced by the row version, and a rotated refresh token is stored in the same
- *   statement as its access token (saveRefreshed).
+ *   statement as its access token; a failed write is retried while the lease holds.
  * - Failures follow DESIGN guarantee 5: invalid_grant → needs_reauth, never retried;
  *   invalid_client → configuration error, connection untouched; transient → backoff in the row.
+ *   Failure writes are fenced like token writes.
+ *
+ * Waits run on real (monotonic) time: they wait for another process, whatever a test's clock says.
  */
 @Injectable()
 export class RefreshEngine {
   private readonly logger = new Logger('Refresh');
   private readonly inflight = new Map<string, Promise<RefreshOutcome>>();
-  /** Rows the sweep claimed for this replica and has not started yet: the claimed row and when it was claimed. */
-  private readonly queuedClaims = new Map<string, { row: SealedConnection; claimedAtMs: number; claimedAtMonoMs: number }>();
-  /** Identifies this replica's leases. */
-  readonly owner = `${hostname().slice(0, 32)}:${process.pid}:${randomBytes(4).toString('hex')}`;
   private readonly random: () => number;
 
   constructor(
     private readonly config: AppConfig,
     private readonly connections: ConnectionRepository,
     private readonly refreshes: ConnectionRefreshRepository,
+    private readonly leases: RefreshLeases,
     private readonly sealer: ConnectionSealer,
     private readonly client: ProviderClient,
     private readonly planner: RefreshPlanner,
@@ -72,150 +92,75 @@ export class RefreshEngine {
     }
   }
 
-  /**
-   * Refreshes the connection if `stillNeeded` holds for its latest row. Concurrent calls for the
-   * same connection in this process share one attempt.
-   */
-  refresh(connectionId: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
-    const running = this.inflight.get(connectionId);
+  /** Refreshes the connection if the request still needs it. Concurrent requests for one connection share one attempt. */
+  refresh(request: RefreshRequest): Promise<RefreshOutcome> {
+    const id = request.connectionId;
+    const running = this.inflight.get(id);
     if (running) return running;
-    const attempt = this.attempt(connectionId, trigger, stillNeeded).finally(() => this.inflight.delete(connectionId));
-    this.inflight.set(connectionId, attempt);
+    const attempt = this.attempt(request).finally(() => this.inflight.delete(id));
+    this.inflight.set(id, attempt);
     return attempt;
   }
 
-  /**
-   * The sweep hands over the rows it just claimed (claimDueForRefresh), before they wait in its
-   * queue. Until the sweep starts one (refreshLeased), a read in this process that needs it
-   * refreshes from the claim instead: a replica's lease does not keep out its own readers, and
-   * the sweep must never present a refresh token a read has already rotated.
-   */
-  holdClaims(rows: readonly SealedConnection[]): void {
-    const claimedAtMs = this.clock.nowMs();
-    const claimedAtMonoMs = performance.now();
-    for (const row of rows) this.queuedClaims.set(row.record.id, { row, claimedAtMs, claimedAtMonoMs });
-  }
-
-  /** Forgets claims the sweep gives back unstarted (it releases their leases itself). */
-  dropClaims(ids: readonly string[]): void {
-    for (const id of ids) this.queuedClaims.delete(id);
-  }
-
-  /**
-   * Refreshes a connection the sweep claimed for this replica, if it is still due. Shares the
-   * in-process single flight with readers. The claimed row is used as it is while the lease
-   * still covers a provider call and no reader took it over (holdClaims); otherwise the lease is
-   * confirmed, renewed and the row re-read, in one statement, before anything is sent.
-   * `onProviderAnswered` is called once the provider call is over (before the row is written),
-   * so the sweep can count provider calls rather than whole refreshes against its concurrency.
-   */
-  refreshLeased(
-    connectionId: string,
-    trigger: RefreshTrigger,
-    stillNeeded: (record: ConnectionRecord) => boolean,
-    onProviderAnswered?: () => void,
-  ): Promise<RefreshOutcome> {
-    const running = this.inflight.get(connectionId);
-    if (running) return running;
-    const claimed = this.takeQueuedClaim(connectionId);
-    const attempt = (
-      claimed
-        ? this.refreshClaimed(claimed, trigger, stillNeeded, onProviderAnswered)
-        : this.confirmAndRefresh(connectionId, trigger, stillNeeded, onProviderAnswered)
-    ).finally(() => this.inflight.delete(connectionId));
-    this.inflight.set(connectionId, attempt);
-    return attempt;
-  }
-
-  /** The queued claim on a row, if its lease still covers a provider call; taken, so only one caller uses it. */
-  private takeQueuedClaim(id: string): Lease | undefined {
-    const queued = this.queuedClaims.get(id);
-    if (!queued) return undefined;
-    this.queuedClaims.delete(id);
-    const leaseLeftMs = queued.claimedAtMs + this.config.refresh.leaseMs - this.clock.nowMs();
-    if (leaseLeftMs <= PROVIDER_TIMEOUT_MS + CLAIM_SAFETY_MS) return undefined;
-    return { row: queued.row, endsAtMonoMs: queued.claimedAtMonoMs + this.config.refresh.leaseMs };
-  }
-
-  /** A lease this replica just took on a row (claimRefreshLease), or null. */
-  private async claimLease(id: string): Promise<Lease | null> {
-    const endsAtMonoMs = performance.now() + this.config.refresh.leaseMs;
-    const row = await this.refreshes.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
-    return row ? { row, endsAtMonoMs } : null;
-  }
-
-  private async confirmAndRefresh(
-    id: string,
-    trigger: RefreshTrigger,
-    stillNeeded: (record: ConnectionRecord) => boolean,
-    onProviderAnswered?: () => void,
-  ): Promise<RefreshOutcome> {
-    const current = await this.claimLease(id);
-    if (current) return this.refreshClaimed(current, trigger, stillNeeded, onProviderAnswered);
-    // Our lease lapsed and another replica holds the row now, or it is no longer active: theirs to finish.
-    const state = await this.refreshes.refreshState(id, this.clock.now());
-    return state && state.status === ConnectionStatus.Active ? { kind: 'busy' } : { kind: 'inactive', status: state?.status ?? null };
-  }
-
-  private async attempt(id: string, trigger: RefreshTrigger, stillNeeded: (record: ConnectionRecord) => boolean): Promise<RefreshOutcome> {
-    // The sweep on this replica claimed the row and has not reached it yet: refresh from its claim.
-    const queued = this.takeQueuedClaim(id);
-    if (queued) return this.refreshClaimed(queued, trigger, stillNeeded);
-    const deadline = this.clock.nowMs() + this.config.refresh.leaseMs + 5_000;
+  private async attempt(request: RefreshRequest): Promise<RefreshOutcome> {
+    const id = request.connectionId;
+    // The sweep on this replica claimed the row and nobody used the claim yet: refresh from it.
+    const held = request.lease ?? this.leases.take(id);
+    if (held) return this.refreshUnderLease(held, request);
+    if (request.claimed) {
+      // The claim was used by a read, or is too close to running out: confirm (and renew) the lease.
+      const lease = await this.leases.claim(id);
+      if (lease) return this.refreshUnderLease(lease, request);
+      const state = await this.leases.state(id);
+      return state?.status === ConnectionStatus.Active ? { kind: 'busy' } : { kind: 'inactive', status: state?.status ?? null };
+    }
+    const deadlineMonoMs = performance.now() + this.config.refresh.leaseMs + WAIT_GRACE_MS;
     for (;;) {
-      const claimed = await this.claimLease(id);
-      if (claimed) return this.refreshClaimed(claimed, trigger, stillNeeded);
+      const lease = await this.leases.claim(id);
+      if (lease) return this.refreshUnderLease(lease, request);
 
       // Someone else holds the lease (or the row is not active): wait for their result.
-      const state = await this.refreshes.refreshState(id, this.clock.now());
+      const state = await this.leases.state(id);
       if (!state || state.status !== ConnectionStatus.Active) return { kind: 'inactive', status: state?.status ?? null };
       if (!state.leased) continue; // released between our two statements: try again
-      const settled = await this.waitForLease(id, state.version, deadline);
-      if (settled === 'timeout') return { kind: 'busy' };
+      if ((await this.waitForRelease(id, state.version, deadlineMonoMs)) === 'timeout') return { kind: 'busy' };
       const latest = await this.connections.findSealedById(id);
       if (!latest || latest.record.status !== ConnectionStatus.Active) return { kind: 'inactive', status: latest?.record.status ?? null };
-      if (!stillNeeded(latest.record)) return { kind: 'fresh', connection: latest };
+      if (!request.stillNeeded(latest.record)) return { kind: 'fresh', connection: latest };
       // The other holder gave up without new tokens (e.g. provider down): try ourselves.
     }
   }
 
-  private async waitForLease(id: string, version: number, deadline: number): Promise<'settled' | 'timeout'> {
-    while (this.clock.nowMs() < deadline) {
+  private async waitForRelease(id: string, version: number, deadlineMonoMs: number): Promise<'settled' | 'timeout'> {
+    while (performance.now() < deadlineMonoMs) {
       await sleep(WAIT_POLL_MS);
-      const state = await this.refreshes.refreshState(id, this.clock.now());
+      const state = await this.leases.state(id);
       if (!state || !state.leased || state.version !== version || state.status !== ConnectionStatus.Active) return 'settled';
     }
     return 'timeout';
   }
 
-  private async refreshClaimed(
-    lease: Lease,
-    trigger: RefreshTrigger,
-    stillNeeded: (record: ConnectionRecord) => boolean,
-    onProviderAnswered?: () => void,
-  ): Promise<RefreshOutcome> {
+  private async refreshUnderLease(lease: Lease, request: RefreshRequest): Promise<RefreshOutcome> {
+    const { trigger } = request;
     const claimed = lease.row;
     const { record } = claimed;
     const provider = record.provider as ProviderId;
     const settings = this.config.providers[provider];
     const count = (outcome: string): void => this.metrics.refreshes.inc({ provider, trigger, outcome });
 
-    if (!stillNeeded(record)) {
-      await this.refreshes.releaseRefreshLease(record.id, this.owner);
+    if (!request.stillNeeded(record)) {
+      await this.leases.release(record.id);
       return { kind: 'fresh', connection: claimed };
     }
-    const retryAt = record.nextRefreshAt?.getTime() ?? 0;
-    if (trigger === 'read' && record.lastError && record.lastError.code !== ConnectionErrorCode.InvalidGrant && retryAt > this.clock.nowMs()) {
+    const nowMs = this.clock.nowMs();
+    const retryAtMs = record.nextRefreshAt?.getTime() ?? null;
+    if (trigger === 'read' && record.lastError && isBackingOff(record.lastError.code, retryAtMs, nowMs)) {
       // A recent attempt failed and set a retry time: readers must not hammer a provider that is down.
-      await this.refreshes.releaseRefreshLease(record.id, this.owner);
-      return {
-        kind: 'transient',
-        message: `backing off after: ${record.lastError.message}`,
-        retryAfterSec: Math.ceil((retryAt - this.clock.nowMs()) / 1000),
-      };
+      await this.leases.release(record.id);
+      return { kind: 'transient', message: `backing off after: ${record.lastError.message}`, retryAfterSec: Math.ceil((retryAtMs - nowMs) / 1000) };
     }
     if (!record.hasRefreshToken) {
-      await this.refreshes.releaseRefreshLease(record.id, this.owner);
+      await this.leases.release(record.id);
       return { kind: 'not_refreshable', connection: claimed };
     }
     if (record.refreshTokenExpiresAt && record.refreshTokenExpiresAt.getTime() <= this.clock.nowMs()) {
@@ -243,14 +188,14 @@ export class RefreshEngine {
       refreshToken = this.sealer.unseal(claimed).refreshToken!;
     } catch (error) {
       if (!(error instanceof ConnectionUnreadableError)) {
-        await this.refreshes.releaseRefreshLease(record.id, this.owner);
+        await this.leases.release(record.id);
         throw error;
       }
       return this.recordUnreadable(record, error, count);
     }
     const started = process.hrtime.bigint();
     try {
-      const issued = await this.client.refresh(settings, refreshToken).finally(onProviderAnswered);
+      const issued = await this.client.refresh(settings, refreshToken).finally(() => request.onProviderAnswered?.());
       this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
       const now = this.clock.now();
       const tokens = issuedTokenSet(issued, now);
@@ -277,7 +222,7 @@ export class RefreshEngine {
     } catch (error) {
       this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
       if (!(error instanceof ProviderError)) {
-        await this.refreshes.releaseRefreshLease(record.id, this.owner);
+        await this.leases.release(record.id);
         throw error;
       }
       return this.recordFailure(record, error, count);
@@ -368,23 +313,17 @@ export class RefreshEngine {
   private async supersededAfterFailure(record: ConnectionRecord, what: string, count: (outcome: string) => void): Promise<RefreshOutcome> {
     this.logger.warn(`refresh of ${record.provider} connection ${record.id} failed (${what}) after the row moved on; keeping the newer row`);
     count('superseded');
-    await this.refreshes.releaseRefreshLease(record.id, this.owner);
+    await this.leases.release(record.id);
     return (await this.supersededOutcome(record)) ?? { kind: 'busy' };
   }
 
   /** What the connection is now if its version is no longer the one `record` was read at; undefined if unchanged. */
   private async supersededOutcome(record: ConnectionRecord): Promise<RefreshOutcome | undefined> {
-    const state = await this.refreshes.refreshState(record.id, this.clock.now());
+    const state = await this.leases.state(record.id);
     if (state && state.version === record.version) return undefined;
     const latest = state ? await this.connections.findSealedById(record.id) : null;
     return latest && latest.record.status === ConnectionStatus.Active ? { kind: 'fresh', connection: latest } : { kind: 'inactive', status: latest?.record.status ?? null };
   }
-}
-
-/** A row this replica holds the refresh lease on, and when (monotonic time) that lease runs out. */
-interface Lease {
-  row: SealedConnection;
-  endsAtMonoMs: number;
 }
 
 /** An error's code and class, for a log line: never its message, which may quote SQL parameters. */

@@ -1,9 +1,10 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRefreshRepository, SealedConnection } from '@app/connections';
+import { ConnectionRecord } from '@app/connections';
 import { ProviderId } from '@app/providers';
 import { Injectable, Logger } from '@nestjs/common';
 import { RefreshEngine } from './refresh-engine';
+import { Lease, RefreshLeases } from './refresh-leases';
 import { RefreshOutcome } from './refresh-outcome';
 import { TokenBucket } from './token-bucket';
 
@@ -31,7 +32,7 @@ export class RefreshSweeper {
 
   constructor(
     private readonly config: AppConfig,
-    private readonly refreshes: ConnectionRefreshRepository,
+    private readonly leases: RefreshLeases,
     private readonly engine: RefreshEngine,
     private readonly clock: Clock,
   ) {}
@@ -47,7 +48,7 @@ export class RefreshSweeper {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.running?.catch(() => undefined);
-    const released = await this.refreshes.releaseLeasesOf(this.engine.owner).catch(() => 0);
+    const released = await this.leases.releaseAll().catch(() => 0);
     if (released > 0) this.logger.log(`released ${released} refresh leases on shutdown`);
   }
 
@@ -71,29 +72,28 @@ export class RefreshSweeper {
    * short (nothing more is due) or the budget is spent, and resume when it refills.
    */
   private async sweepProvider(provider: ProviderId, report: SweepReport): Promise<void> {
-    const { concurrency, batchSize, leaseMs } = this.config.refresh;
+    const { concurrency, batchSize } = this.config.refresh;
     const budget = this.budget(provider);
     const tasks = new Set<Promise<void>>();
-    const queue: SealedConnection[] = [];
     let calls = 0;
     let claiming: Promise<void> | undefined;
     let exhausted = false;
     let wake = (): void => undefined;
     const changed = (): Promise<void> => new Promise((resolve) => (wake = resolve));
 
+    // The claimed rows wait as RefreshLeases' held claims (a read may take one over): nothing is queued here.
     const claimMore = (): void => {
-      if (claiming || exhausted || this.stopping || queue.length >= concurrency) return;
-      const allowed = budget.take(Math.min(batchSize, concurrency * 2 - queue.length));
+      const held = this.leases.heldCount(provider);
+      if (claiming || exhausted || this.stopping || held >= concurrency) return;
+      const allowed = budget.take(Math.min(batchSize, concurrency * 2 - held));
       if (allowed === 0) return;
-      claiming = this.refreshes
-        .claimDueForRefresh(provider, this.engine.owner, this.clock.now(), leaseMs, allowed)
+      claiming = this.leases
+        .claimDue(provider, allowed)
         .then(
           (claimed) => {
-            budget.giveBack(allowed - claimed.length);
-            report.claimed += claimed.length;
-            this.engine.holdClaims(claimed);
-            queue.push(...claimed);
-            if (claimed.length < allowed) exhausted = true;
+            budget.giveBack(allowed - claimed);
+            report.claimed += claimed;
+            if (claimed < allowed) exhausted = true;
           },
           (error: Error) => {
             budget.giveBack(allowed);
@@ -103,7 +103,7 @@ export class RefreshSweeper {
         )
         .finally(() => (claiming = undefined));
     };
-    const start = (claimed: SealedConnection): void => {
+    const start = (claim: { id: string; lease: Lease | undefined }): void => {
       calls++;
       let answered = false;
       const giveBackSlot = (): void => {
@@ -112,7 +112,7 @@ export class RefreshSweeper {
         calls--;
         wake();
       };
-      const task = this.refreshOne(claimed, report, giveBackSlot).finally(() => {
+      const task = this.refreshOne(claim.id, claim.lease, report, giveBackSlot).finally(() => {
         giveBackSlot();
         tasks.delete(task);
         wake();
@@ -122,7 +122,11 @@ export class RefreshSweeper {
 
     for (;;) {
       claimMore();
-      while (!this.stopping && queue.length > 0 && calls < concurrency && tasks.size < concurrency * 2) start(queue.shift()!);
+      while (!this.stopping && calls < concurrency && tasks.size < concurrency * 2) {
+        const next = this.leases.takeNext(provider);
+        if (!next) break;
+        start(next);
+      }
       if (tasks.size === 0 && !claiming) {
         if (exhausted || this.stopping) break;
         // Budget spent: wait for it to refill rather than spin.
@@ -132,17 +136,16 @@ export class RefreshSweeper {
       await (claiming ? Promise.race([changed(), claiming]) : changed());
     }
     // Rows claimed but never started (stopping): hand them back at once.
-    this.engine.dropClaims(queue.map((left) => left.record.id));
-    for (const left of queue) await this.refreshes.releaseRefreshLease(left.record.id, this.engine.owner);
+    await this.leases.releaseHeld(provider);
   }
 
-  private async refreshOne(claimed: SealedConnection, report: SweepReport, onProviderAnswered: () => void): Promise<void> {
+  private async refreshOne(connectionId: string, lease: Lease | undefined, report: SweepReport, onProviderAnswered: () => void): Promise<void> {
     const due = (record: ConnectionRecord): boolean => record.nextRefreshAt !== null && record.nextRefreshAt.getTime() <= this.clock.nowMs();
     try {
-      const outcome = await this.engine.refreshLeased(claimed.record.id, 'sweep', due, onProviderAnswered);
+      const outcome = await this.engine.refresh({ connectionId, trigger: 'sweep', stillNeeded: due, claimed: true, lease, onProviderAnswered });
       report.outcomes[outcome.kind] = (report.outcomes[outcome.kind] ?? 0) + 1;
     } catch (error) {
-      this.logger.error({ err: error }, `refresh of connection ${claimed.record.id} failed unexpectedly`);
+      this.logger.error({ err: error }, `refresh of connection ${connectionId} failed unexpectedly`);
     }
   }
 

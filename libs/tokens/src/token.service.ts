@@ -1,8 +1,8 @@
 import { Clock, DomainError, ErrorCode } from '@app/common';
-import { ConnectionErrorCode, ConnectionRecord, ConnectionSealer, ConnectionStatus } from '@app/connections';
+import { ConnectionRecord, ConnectionSealer, ConnectionStatus } from '@app/connections';
 import { Metrics } from '@app/observability';
 import { isProviderId, presentToken, providerDefinition, ProviderId, TokenPresentation, unknownProviderError } from '@app/providers';
-import { RefreshEngine } from '@app/refresh';
+import { isBackingOff, RefreshEngine } from '@app/refresh';
 import { Injectable } from '@nestjs/common';
 import { CachedConnection } from './cached-connection';
 import { ConnectionCache } from './connection-cache';
@@ -111,15 +111,15 @@ export class TokenService {
     const record = current;
     const now = this.clock.nowMs();
     const stillValid = record.expiresAtMs !== null && record.expiresAtMs > now;
-    // A recent failure set a retry time: do not hammer a provider that is down.
-    const backingOff = record.lastError !== null && record.nextRefreshAtMs !== null && record.nextRefreshAtMs > now;
-    if (backingOff && record.lastError?.code !== ConnectionErrorCode.InvalidGrant) {
+    // A recent failure set a retry time: do not hammer a provider that is down. This is the
+    // engine's own rule (isBackingOff), applied to the cached row so it costs no database trip.
+    if (record.lastError && isBackingOff(record.lastError.code, record.nextRefreshAtMs, now)) {
       if (stillValid) return current;
-      throw this.unavailable(record, record.lastError?.message ?? 'the provider failed recently', Math.ceil((record.nextRefreshAtMs - now) / 1000));
+      throw this.unavailable(record, record.lastError.message, Math.ceil((record.nextRefreshAtMs - now) / 1000));
     }
 
     const needsRefresh = (latest: ConnectionRecord): boolean => latest.expiresAt !== null && latest.expiresAt.getTime() - this.clock.nowMs() < minValidityMs;
-    const outcome = await this.engine.refresh(record.id, 'read', needsRefresh);
+    const outcome = await this.engine.refresh({ connectionId: record.id, trigger: 'read', stillNeeded: needsRefresh });
     switch (outcome.kind) {
       case 'refreshed':
       case 'fresh':

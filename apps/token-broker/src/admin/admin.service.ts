@@ -114,7 +114,7 @@ export class AdminService {
       const record = await this.resolve(account, query, draft);
       let outcome: RefreshOutcome;
       try {
-        outcome = await this.engine.refresh(record.id, 'admin', () => true);
+        outcome = await this.engine.refresh({ connectionId: record.id, trigger: 'admin', stillNeeded: () => true });
       } finally {
         this.cache.invalidate(account);
       }
