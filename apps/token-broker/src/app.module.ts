@@ -1,6 +1,7 @@
 import { AuthModule } from '@app/auth';
 import { Clock } from '@app/common';
 import { AppConfig, ConfigModule } from '@app/config';
+import { ConnectionsModule } from '@app/connections';
 import { CryptoModule } from '@app/crypto';
 import { DatabaseClock, DatabaseModule } from '@app/database';
 import { ObservabilityModule } from '@app/observability';
@@ -54,6 +55,7 @@ export class AppModule {
         DatabaseModule.forRoot({ url: databaseUrl, poolSize: config.databasePoolSize }),
         CryptoModule.forRoot(config.tokenEncryptionKeys),
         AuthModule,
+        ConnectionsModule,
         HealthModule,
         ConnectModule,
         TokensModule,

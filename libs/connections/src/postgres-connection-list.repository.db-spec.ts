@@ -71,4 +71,17 @@ describe('PostgresConnectionListRepository (real Postgres)', () => {
     expect(both.items.map((c) => c.account)).toEqual(['acme', 'globex']);
     expect(await listing.list({ provider: 'copernica' }, null, 10)).toEqual({ items: [], nextCursor: null });
   });
+
+  it('counts connections by provider and status', async () => {
+    await connect('a', 't1');
+    const b = await connect('b', 't2');
+    await connect('c', 't3', 'copper');
+    await refreshes.markNeedsReauth(b.id, b.version, { code: ConnectionErrorCode.InvalidGrant, message: 'x' });
+    const counts = await listing.countByProviderAndStatus();
+    expect(counts.sort((x, y) => `${x.provider}${x.status}`.localeCompare(`${y.provider}${y.status}`))).toEqual([
+      { provider: 'copper', status: ConnectionStatus.Active, count: 1 },
+      { provider: 'copyai', status: ConnectionStatus.Active, count: 1 },
+      { provider: 'copyai', status: ConnectionStatus.NeedsReauth, count: 1 },
+    ]);
+  });
 });

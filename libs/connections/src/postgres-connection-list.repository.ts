@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { decodeConnectionCursor, encodeConnectionCursor } from './connection-cursor';
-import { ConnectionListRepository } from './connection-list.repository';
+import { ConnectionCount, ConnectionListRepository } from './connection-list.repository';
 import { ConnectionRow, RECORD_COLUMNS, toRecord } from './connection.mapper';
 import { ConnectionFilter, ConnectionPage } from './connection.model';
 
@@ -37,5 +37,9 @@ export class PostgresConnectionListRepository extends ConnectionListRepository {
     const items = rows.slice(0, limit).map(toRecord);
     const last = items[items.length - 1];
     return { items, nextCursor: rows.length > limit && last ? encodeConnectionCursor(last.account, last.provider) : null };
+  }
+
+  async countByProviderAndStatus(): Promise<ConnectionCount[]> {
+    return this.dataSource.query<ConnectionCount[]>(`SELECT provider, status, count(*)::int AS count FROM connections GROUP BY provider, status`);
   }
 }

@@ -1,6 +1,7 @@
 import { ConnectionRecord, ConnectionStatus } from '@app/connections';
 import { PROVIDER_IDS } from '@app/providers';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { TOKEN_REVOCATIONS, TokenRevocation } from '@app/revocation';
 
 /**
  * What the admin API shows of a connection. Built field by field from a ConnectionRecord (which
@@ -43,12 +44,10 @@ export class ConnectionPageDto {
 }
 
 /** What became of one stored token at the provider. */
-export type TokenRevocation = 'revoked' | 'not_supported' | 'failed' | 'not_stored';
-const TOKEN_REVOCATIONS: TokenRevocation[] = ['revoked', 'not_supported', 'failed', 'not_stored'];
 
 export class ProviderRevocationDto {
-  @ApiProperty({ enum: TOKEN_REVOCATIONS, description: 'the access token at the provider' }) accessToken!: TokenRevocation;
-  @ApiProperty({ enum: TOKEN_REVOCATIONS, description: 'the refresh token at the provider' }) refreshToken!: TokenRevocation;
+  @ApiProperty({ enum: [...TOKEN_REVOCATIONS], description: 'the access token at the provider' }) accessToken!: TokenRevocation;
+  @ApiProperty({ enum: [...TOKEN_REVOCATIONS], description: 'the refresh token at the provider' }) refreshToken!: TokenRevocation;
   @ApiProperty({ nullable: true, type: String, description: 'why the provider did not confirm, when a revocation failed' }) error!: string | null;
 }
 

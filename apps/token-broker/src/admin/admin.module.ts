@@ -2,11 +2,11 @@ import { ConnectionsModule } from '@app/connections';
 import { AuditLog } from '@app/observability';
 import { ProvidersModule } from '@app/providers';
 import { RefreshModule } from '@app/refresh';
+import { RevocationModule } from '@app/revocation';
 import { TokensModule } from '@app/tokens';
 import { Module } from '@nestjs/common';
 import { AdminController } from './admin.controller';
 import { AdminService } from './admin.service';
-import { ConnectionRevoker } from './connection-revoker';
 
 /**
  * The /admin feature: list, inspect, revoke and refresh connections with an admin key.
@@ -14,8 +14,8 @@ import { ConnectionRevoker } from './connection-revoker';
  * (to drop an account at once after its own writes); it never hands out a token.
  */
 @Module({
-  imports: [ConnectionsModule, ProvidersModule, RefreshModule, TokensModule],
+  imports: [ConnectionsModule, ProvidersModule, RefreshModule, RevocationModule, TokensModule],
   controllers: [AdminController],
-  providers: [AdminService, ConnectionRevoker, AuditLog],
+  providers: [AdminService, AuditLog],
 })
 export class AdminModule {}

@@ -5,6 +5,7 @@ import { ConnectionListRepository, ConnectionRecord, ConnectionRepository, Conne
 import { AuditLog } from '@app/observability';
 import { isProviderId, providerDefinition, ProviderId, unknownProviderMessage } from '@app/providers';
 import { RefreshEngine, RefreshOutcome } from '@app/refresh';
+import { ConnectionRevoker, RevocationReport } from '@app/revocation';
 import { ConnectionCache } from '@app/tokens';
 import { Injectable } from '@nestjs/common';
 import { errorCodeOf } from '../http/error.filter';
@@ -18,7 +19,7 @@ import {
   RevokeResponseDto,
   toConnectionView,
 } from './admin.dto';
-import { ConnectionRevoker, RevocationReport } from './connection-revoker';
+
 
 /** Connections revoked side by side by revoke-all (each is two provider calls and one write). */
 export const REVOKE_ALL_CONCURRENCY = 8;

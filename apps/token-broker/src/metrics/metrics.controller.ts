@@ -1,9 +1,9 @@
 import { Public } from '@app/auth';
+import { ConnectionListRepository } from '@app/connections';
 import { Metrics } from '@app/observability';
 import { Controller, Get, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
-import { DataSource } from 'typeorm';
 
 /**
  * Prometheus scrape endpoint. Public like the probes: labels are provider ids and outcome
@@ -15,7 +15,7 @@ import { DataSource } from 'typeorm';
 export class MetricsController {
   constructor(
     private readonly metrics: Metrics,
-    private readonly dataSource: DataSource,
+    private readonly overview: ConnectionListRepository,
   ) {}
 
   @Get()
@@ -27,9 +27,7 @@ export class MetricsController {
   /** Connection counts by provider and status, read at scrape time (one grouped query). */
   private async sampleConnections(): Promise<void> {
     try {
-      const rows = await this.dataSource.query<Array<{ provider: string; status: string; count: number }>>(
-        `SELECT provider, status, count(*)::int AS count FROM connections GROUP BY provider, status`,
-      );
+      const rows = await this.overview.countByProviderAndStatus();
       this.metrics.connections.reset();
       for (const row of rows) this.metrics.connections.set({ provider: row.provider, status: row.status }, row.count);
     } catch {

@@ -4,7 +4,10 @@ import { ConnectionRecord, ConnectionRepository, ConnectionSealer, ConnectionSta
 import { isProviderId, ProviderClient, providerDefinition, ProviderError, ProviderSettings } from '@app/providers';
 import { ConnectionCache } from '@app/tokens';
 import { Injectable, Logger } from '@nestjs/common';
-import { TokenRevocation } from './admin.dto';
+
+/** What became of one stored token at the provider. */
+export type TokenRevocation = 'revoked' | 'not_supported' | 'failed' | 'not_stored';
+export const TOKEN_REVOCATIONS: readonly TokenRevocation[] = ['revoked', 'not_supported', 'failed', 'not_stored'];
 
 /** Rounds of "revoke what is stored, then erase it if it is still what is stored". */
 const MAX_ATTEMPTS = 3;
@@ -40,7 +43,7 @@ const NOTHING_SENT: AtProvider = { accessToken: 'not_stored', refreshToken: 'not
  */
 @Injectable()
 export class ConnectionRevoker {
-  private readonly logger = new Logger('Admin');
+  private readonly logger = new Logger('Revocation');
 
   constructor(
     private readonly config: AppConfig,

@@ -1,0 +1,2 @@
+export * from './connection-revoker';
+export * from './revocation.module';
