@@ -9,6 +9,8 @@ export enum ErrorCode {
   InvalidAccount = 'invalid_account',
   Unauthorized = 'unauthorized',
   Forbidden = 'forbidden',
+  /** A service key asked for an account or provider outside its SERVICE_GRANTS. */
+  NotGranted = 'not_granted',
   NotFound = 'not_found',
   RouteNotFound = 'route_not_found',
   ConnectionNotFound = 'connection_not_found',

@@ -1,6 +1,7 @@
 import type { ProviderId, ProviderSettings } from '@app/providers';
 import { inspect } from 'node:util';
 import type { NamedSecret } from './named-secret';
+import { formatServiceGrant, type ServiceGrant } from './service-grants';
 
 /** REFRESH_*: how the refresh engine and the sweep behave (documented in the README). */
 export interface RefreshSettings {
@@ -48,6 +49,13 @@ export class AppConfig {
   readonly refresh!: RefreshSettings;
   /** Accounts whose connections the token read path keeps in memory (TOKEN_CACHE_MAX_ACCOUNTS); 0 turns the cache off. */
   readonly tokenCacheMaxAccounts!: number;
+  /**
+   * SERVICE_GRANTS: what each service key may read and connect. null when unset (outside
+   * production only): every service key may do everything.
+   */
+  readonly serviceGrants!: ReadonlyArray<ServiceGrant> | null;
+  /** AUDIT_RETENTION_DAYS: audit records older than this are pruned. */
+  readonly auditRetentionDays!: number;
 
   constructor(values: AppConfigValues) {
     Object.assign(this, values);
@@ -78,6 +86,8 @@ export class AppConfig {
       adminApiKeys: this.adminApiKeys.map((k) => k.name),
       connectReturnOrigins: this.connectReturnOrigins,
       providers: Object.keys(this.providers),
+      serviceGrants: this.serviceGrants === null ? 'unset: every service key may do everything' : this.serviceGrants.map(formatServiceGrant),
+      auditRetentionDays: this.auditRetentionDays,
     };
   }
 }

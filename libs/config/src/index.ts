@@ -3,3 +3,4 @@ export * from './config.module';
 export * from './load-config';
 export * from './named-secret';
 export * from './dev-secrets';
+export * from './service-grants';

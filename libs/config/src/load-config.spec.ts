@@ -144,7 +144,7 @@ describe('loadConfig', () => {
       const productionDataDir = join(dataDir, 'never-created');
       const error = configError({ NODE_ENV: 'production', DATA_DIR: productionDataDir });
 
-      for (const variable of ['DATABASE_URL', 'PUBLIC_URL', 'TOKEN_ENCRYPTION_KEYS', 'SERVICE_API_KEYS', 'ADMIN_API_KEYS', 'CONNECT_RETURN_ORIGINS']) {
+      for (const variable of ['DATABASE_URL', 'PUBLIC_URL', 'TOKEN_ENCRYPTION_KEYS', 'SERVICE_API_KEYS', 'ADMIN_API_KEYS', 'CONNECT_RETURN_ORIGINS', 'SERVICE_GRANTS']) {
         expect(error.problems.some((p) => p.startsWith(`${variable}:`))).toBe(true);
       }
       expect(existsSync(productionDataDir)).toBe(false);
@@ -159,6 +159,7 @@ describe('loadConfig', () => {
         PUBLIC_URL: 'https://broker.example.com',
         CONNECT_RETURN_ORIGINS: 'https://app.example.com',
         TOKEN_ENCRYPTION_KEYS: explicitSecrets.TOKEN_ENCRYPTION_KEYS,
+        SERVICE_GRANTS: '*=*/*',
       });
       expect(error.problems).toEqual([expect.stringMatching(/^SERVICE_API_KEYS: required/), expect.stringMatching(/^ADMIN_API_KEYS: required/)]);
       expect(readdirSync(dataDir)).toEqual([]);
@@ -171,6 +172,7 @@ describe('loadConfig', () => {
         DATABASE_URL: 'postgres://broker@db.internal/broker',
         PUBLIC_URL: 'https://broker.example.com',
         CONNECT_RETURN_ORIGINS: 'https://app.example.com',
+        SERVICE_GRANTS: 'billing=copper/*',
         ...explicitSecrets,
       });
       expect(config.connectReturnOrigins).toEqual(['https://app.example.com']);
@@ -190,6 +192,7 @@ describe('loadConfig', () => {
       DATABASE_URL: 'postgres://broker@db.internal/broker',
       PUBLIC_URL: 'https://broker.example.com',
       CONNECT_RETURN_ORIGINS: 'https://app.example.com',
+      SERVICE_GRANTS: '*=*/*',
       ...explicitSecrets,
       ...extra,
     });
@@ -278,7 +281,7 @@ describe('loadConfig', () => {
     });
 
     it('generates nothing when every secret is given', () => {
-      const { notices } = loadConfig({ DATA_DIR: dataDir, ...explicitSecrets });
+      const { notices } = loadConfig({ DATA_DIR: dataDir, ...explicitSecrets, SERVICE_GRANTS: '*=*/*' });
       expect(notices).toEqual([]);
       expect(existsSync(join(dataDir, 'dev-secrets.env'))).toBe(false);
     });
@@ -478,6 +481,64 @@ describe('loadConfig', () => {
       ]) {
         expect(error.problems.filter((problem) => problem.startsWith(`${variable}:`))).toHaveLength(1);
       }
+    });
+  });
+
+  describe('SERVICE_GRANTS and AUDIT_RETENTION_DAYS', () => {
+    const production = (extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
+      NODE_ENV: 'production',
+      DATA_DIR: dataDir,
+      DATABASE_URL: 'postgres://broker@db.internal/broker',
+      PUBLIC_URL: 'https://broker.example.com',
+      CONNECT_RETURN_ORIGINS: 'https://app.example.com',
+      ...explicitSecrets,
+      SERVICE_API_KEYS: `billing:${apiSecret()},crm:${apiSecret()}`,
+      ...extra,
+    });
+
+    it('are required in production, where nothing is assumed', () => {
+      const error = configError(production({}));
+      expect(error.problems).toEqual([expect.stringMatching(/^SERVICE_GRANTS: required in production/)]);
+    });
+
+    it('outside production, unset, allow everything with a warning', () => {
+      const { config, notices } = loadConfig({ DATA_DIR: dataDir, ...explicitSecrets });
+      expect(config.serviceGrants).toBeNull();
+      expect(notices).toEqual([expect.stringMatching(/^SERVICE_GRANTS is unset: every service key may read every token/)]);
+      expect(config.auditRetentionDays).toBe(90);
+    });
+
+    it('parse exact ids, prefixes and wildcards, and * for every key, and show them in the harmless view', () => {
+      const { config, notices } = loadConfig(production({ SERVICE_GRANTS: ' billing=copper/*, billing=copyai/acme-* ,crm=*/initech,*=copernica/*', AUDIT_RETENTION_DAYS: '30' }));
+      expect(notices).toEqual([]);
+      expect(config.serviceGrants).toEqual([
+        { service: 'billing', provider: 'copper', account: { kind: 'any' } },
+        { service: 'billing', provider: 'copyai', account: { kind: 'prefix', prefix: 'acme-' } },
+        { service: 'crm', provider: '*', account: { kind: 'exact', id: 'initech' } },
+        { service: '*', provider: 'copernica', account: { kind: 'any' } },
+      ]);
+      expect(config.auditRetentionDays).toBe(30);
+      expect(config.toJSON().serviceGrants).toEqual(['billing=copper/*', 'billing=copyai/acme-*', 'crm=*/initech', '*=copernica/*']);
+    });
+
+    it('list every bad entry in one message: unknown key names and providers, bad patterns, bad syntax', () => {
+      const error = configError(
+        production({
+          SERVICE_GRANTS: 'billing=copper/*,reporting=copper/*,billing=salesforce/*,crm=copyai/acme*x,crm=copyai/bad id,billing-copper,,crm=*/*',
+          AUDIT_RETENTION_DAYS: '0',
+        }),
+      );
+      expect(error.problems).toEqual([
+        expect.stringMatching(/^SERVICE_GRANTS entry 2: "reporting" is not a key name in SERVICE_API_KEYS \(billing, crm\)/),
+        expect.stringMatching(/^SERVICE_GRANTS entry 3: "salesforce" is not a provider/),
+        expect.stringMatching(/^SERVICE_GRANTS entry 4: "acme\*x" is not an account pattern/),
+        expect.stringMatching(/^SERVICE_GRANTS entry 5: "bad id" is not an account pattern/),
+        expect.stringMatching(/^SERVICE_GRANTS entry 6: expected service=provider\/accountPattern/),
+        expect.stringMatching(/^SERVICE_GRANTS entry 7: expected service=provider\/accountPattern/),
+        expect.stringMatching(/^AUDIT_RETENTION_DAYS: must be a whole number from 1/),
+      ]);
+      // A grant never holds a secret, but a key's secret must not leak through a problem about its name.
+      for (const secret of secretParts(production({}).SERVICE_API_KEYS as string)) expect(error.message).not.toContain(secret);
     });
   });
 });

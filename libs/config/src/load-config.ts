@@ -8,6 +8,7 @@ import { AppConfig } from './app-config';
 import { DevSecretsFile, GENERATED_SECRET_VARIABLES, GeneratedSecretVariable } from './dev-secrets';
 import { EnvironmentVariables } from './environment-variables';
 import { parseNamedSecrets } from './named-secret';
+import { parseServiceGrants, ServiceGrant } from './service-grants';
 
 /** Thrown when the environment is unusable; the message lists every problem, one per line. */
 export class ConfigError extends Error {
@@ -86,6 +87,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const adminApiKeys = parseSecretsVariable('ADMIN_API_KEYS', secrets.ADMIN_API_KEYS, problems);
   const shared = serviceApiKeys.filter((s) => adminApiKeys.some((a) => a.secret === s.secret));
   if (shared.length > 0) problems.push('SERVICE_API_KEYS and ADMIN_API_KEYS: a secret is used as both a service and an admin key');
+  const serviceGrants = readServiceGrants(read('SERVICE_GRANTS'), serviceApiKeys.map((k) => k.name), production, problems, notices);
 
   // In production the origins a browser may be sent back to are stated, never assumed.
   if (production && read('CONNECT_RETURN_ORIGINS') === undefined) {
@@ -118,6 +120,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
 
   const tokenCacheMaxAccounts = readInteger(read, 'TOKEN_CACHE_MAX_ACCOUNTS', 100_000, [0, 10_000_000], problems);
   const databasePoolSize = readInteger(read, 'DATABASE_POOL_SIZE', 10, [1, 1_000], problems);
+  const auditRetentionDays = readInteger(read, 'AUDIT_RETENTION_DAYS', 90, [1, 36_500], problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -137,6 +140,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     providers,
     refresh,
     tokenCacheMaxAccounts,
+    serviceGrants,
+    auditRetentionDays,
   });
   return { config, notices };
 }
@@ -178,6 +183,26 @@ function resolveSecrets(
     problems.push(`DATA_DIR: cannot keep development secrets in ${file.path}: ${(error as Error).message}`);
   }
   return values;
+}
+
+/**
+ * SERVICE_GRANTS: required in production, where access is stated, never assumed (`*=*\/*` says
+ * allow-all explicitly). Unset elsewhere, every service key may do everything, with a warning.
+ */
+function readServiceGrants(
+  spec: string | undefined,
+  serviceKeyNames: ReadonlyArray<string>,
+  production: boolean,
+  problems: string[],
+  notices: string[],
+): ReadonlyArray<ServiceGrant> | null {
+  if (spec !== undefined) return parseServiceGrants(spec, serviceKeyNames, problems);
+  if (production) {
+    problems.push('SERVICE_GRANTS: required in production (what each service key may read, e.g. billing=copper/*; *=*/* allows every key everything)');
+  } else {
+    notices.push('SERVICE_GRANTS is unset: every service key may read every token and open connect sessions for any account; set it to limit each service (see README, "Service grants").');
+  }
+  return null;
 }
 
 function parseSecretsVariable(variable: string, spec: string | undefined, problems: string[]) {

@@ -16,6 +16,7 @@ const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.IssuerMismatch]: 400,
   [ErrorCode.Unauthorized]: 401,
   [ErrorCode.Forbidden]: 403,
+  [ErrorCode.NotGranted]: 403,
   [ErrorCode.NotFound]: 404,
   [ErrorCode.RouteNotFound]: 404,
   [ErrorCode.ConnectionNotFound]: 404,
