@@ -18,6 +18,14 @@ export interface RefreshSettings {
   readonly leaseMs: number;
 }
 
+/** SHUTDOWN_*: what SIGTERM does (see the README, "Shutdown"). */
+export interface ShutdownSettings {
+  /** How long the listener keeps answering, readiness already 503, so load balancers stop sending traffic first. */
+  readonly drainMs: number;
+  /** How long requests and refreshes in flight may then take to finish before the process exits anyway. */
+  readonly timeoutMs: number;
+}
+
 /** The plain values an AppConfig is built from. */
 export type AppConfigValues = Omit<AppConfig, 'isProduction' | 'toJSON' | typeof inspect.custom>;
 
@@ -56,6 +64,7 @@ export class AppConfig {
   readonly serviceGrants!: ReadonlyArray<ServiceGrant> | null;
   /** AUDIT_RETENTION_DAYS: audit records older than this are pruned. */
   readonly auditRetentionDays!: number;
+  readonly shutdown!: ShutdownSettings;
 
   constructor(values: AppConfigValues) {
     Object.assign(this, values);
@@ -88,6 +97,7 @@ export class AppConfig {
       providers: Object.keys(this.providers),
       serviceGrants: this.serviceGrants === null ? 'unset: every service key may do everything' : this.serviceGrants.map(formatServiceGrant),
       auditRetentionDays: this.auditRetentionDays,
+      shutdown: this.shutdown,
     };
   }
 }

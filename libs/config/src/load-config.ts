@@ -8,6 +8,7 @@ import { AppConfig } from './app-config';
 import { DevSecretsFile, GENERATED_SECRET_VARIABLES, GeneratedSecretVariable } from './dev-secrets';
 import { EnvironmentVariables } from './environment-variables';
 import { parseNamedSecrets } from './named-secret';
+import { readSecretFiles } from './secret-files';
 import { parseServiceGrants, ServiceGrant } from './service-grants';
 
 /** Thrown when the environment is unusable; the message lists every problem, one per line. */
@@ -45,8 +46,10 @@ const RESERVED_AUTHORIZE_PARAMS: ReadonlyArray<string> = ['state', 'redirect_uri
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const problems: string[] = [];
   const notices: string[] = [];
+  // <NAME>_FILE first: every check below sees a secret the same way, whichever form gave it.
+  const source = readSecretFiles(env, problems, notices);
   const read = (name: string): string | undefined => {
-    const value = env[name]?.trim();
+    const value = source[name]?.trim();
     return value === '' ? undefined : value;
   };
 
@@ -121,6 +124,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const tokenCacheMaxAccounts = readInteger(read, 'TOKEN_CACHE_MAX_ACCOUNTS', 100_000, [0, 10_000_000], problems);
   const databasePoolSize = readInteger(read, 'DATABASE_POOL_SIZE', 10, [1, 1_000], problems);
   const auditRetentionDays = readInteger(read, 'AUDIT_RETENTION_DAYS', 90, [1, 36_500], problems);
+  const shutdown = {
+    drainMs: readInteger(read, 'SHUTDOWN_DRAIN_MS', 5_000, [0, 300_000], problems),
+    timeoutMs: readInteger(read, 'SHUTDOWN_TIMEOUT_MS', 20_000, [1_000, 600_000], problems),
+  };
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -142,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     tokenCacheMaxAccounts,
     serviceGrants,
     auditRetentionDays,
+    shutdown,
   });
   return { config, notices };
 }
