@@ -35,6 +35,10 @@ interface HeldClaim {
 export class RefreshLeases {
   readonly owner = `${hostname().slice(0, 32)}:${process.pid}:${randomBytes(4).toString('hex')}`;
   private readonly held = new Map<string, HeldClaim>();
+  /** Rows a `claim` is reading right now, with how many such calls. */
+  private readonly claiming = new Map<string, number>();
+  /** One set per claimDue in flight: the rows a `claim` read meanwhile, which that claimDue must not hold. */
+  private readonly claimedDuringDue = new Set<Set<string>>();
 
   constructor(
     private readonly config: AppConfig,
@@ -44,10 +48,22 @@ export class RefreshLeases {
 
   /** Claims up to `limit` due connections of `provider` for this replica (SKIP LOCKED) and holds them. Returns how many. */
   async claimDue(provider: string, limit: number): Promise<number> {
-    const rows = await this.refreshes.claimDueForRefresh(provider, this.owner, this.clock.now(), this.config.refresh.leaseMs, limit);
+    // This replica's lease admits its own reads, so a read may claim a row this claim took while
+    // the answer is on its way, and refresh it: the answer's copy would then carry a refresh token
+    // the read has rotated. Such a row is not held; the read that claimed it owns the lease.
+    const claimedMeanwhile = new Set(this.claiming.keys());
+    this.claimedDuringDue.add(claimedMeanwhile);
+    let rows: SealedConnection[];
+    try {
+      rows = await this.refreshes.claimDueForRefresh(provider, this.owner, this.clock.now(), this.config.refresh.leaseMs, limit);
+    } finally {
+      this.claimedDuringDue.delete(claimedMeanwhile);
+    }
     const claimedAtMs = this.clock.nowMs();
     const claimedAtMonoMs = performance.now();
-    for (const row of rows) this.held.set(row.record.id, { row, claimedAtMs, claimedAtMonoMs });
+    for (const row of rows) {
+      if (!claimedMeanwhile.has(row.record.id)) this.held.set(row.record.id, { row, claimedAtMs, claimedAtMonoMs });
+    }
     return rows.length;
   }
 
@@ -84,9 +100,17 @@ export class RefreshLeases {
   async claim(id: string): Promise<Lease | null> {
     // A held claim on the row is superseded by this fresher read of it: never used after this.
     this.held.delete(id);
-    const endsAtMonoMs = performance.now() + this.config.refresh.leaseMs;
-    const row = await this.refreshes.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
-    return row ? { row, endsAtMonoMs } : null;
+    for (const claimedMeanwhile of this.claimedDuringDue) claimedMeanwhile.add(id);
+    this.claiming.set(id, (this.claiming.get(id) ?? 0) + 1);
+    try {
+      const endsAtMonoMs = performance.now() + this.config.refresh.leaseMs;
+      const row = await this.refreshes.claimRefreshLease(id, this.owner, this.clock.now(), this.config.refresh.leaseMs);
+      return row ? { row, endsAtMonoMs } : null;
+    } finally {
+      const left = (this.claiming.get(id) ?? 1) - 1;
+      if (left === 0) this.claiming.delete(id);
+      else this.claiming.set(id, left);
+    }
   }
 
   /** Gives a lease back without writing tokens. */
