@@ -19,11 +19,27 @@ export interface BrokerProcess extends ChildServer {
 /**
  * Starts a broker child against the test database with the test key ring and API keys (so an
  * in-process broker can read what it wrote), and resolves once /health/ready answers 200.
- * `env` is added on top (the sandbox's env(), REFRESH_* settings).
+ * `env` is added on top (the sandbox's env(), REFRESH_* settings); a variable set to undefined
+ * is left out.
  */
 export async function startBrokerProcess(
-  env: Record<string, string>,
+  env: Record<string, string | undefined>,
   options: { readyTimeoutMs?: number; /** Play a host whose clock is this far off (test/support/skewed-clock.ts). */ clockSkewMs?: number } = {},
+): Promise<BrokerProcess> {
+  const processHandle = await spawnBrokerProcess(env, options);
+  try {
+    await waitForOk(`${processHandle.url}/health/ready`, processHandle, options.readyTimeoutMs ?? 90_000);
+  } catch (error) {
+    await processHandle.kill();
+    throw error;
+  }
+  return processHandle;
+}
+
+/** The same broker child, started without waiting for it (a start that is meant to fail, say). */
+export async function spawnBrokerProcess(
+  env: Record<string, string | undefined>,
+  options: { /** Play a host whose clock is this far off (test/support/skewed-clock.ts). */ clockSkewMs?: number } = {},
 ): Promise<BrokerProcess> {
   const port = await freePort();
   const skew = options.clockSkewMs ? ['-r', join(__dirname, 'skewed-clock.ts')] : [];
@@ -53,13 +69,5 @@ export async function startBrokerProcess(
       },
     },
   );
-  const processHandle: BrokerProcess = { ...child, url: `http://127.0.0.1:${port}` };
-
-  try {
-    await waitForOk(`${processHandle.url}/health/ready`, processHandle, options.readyTimeoutMs ?? 90_000);
-  } catch (error) {
-    await processHandle.kill();
-    throw error;
-  }
-  return processHandle;
+  return { ...child, url: `http://127.0.0.1:${port}` };
 }

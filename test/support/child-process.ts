@@ -15,6 +15,12 @@ export interface ChildServer {
   /** The last few KB of its stdout and stderr, for error messages. */
   output(): string;
   exited(): boolean;
+  /** The exit code once it exited on its own; null while it runs or when a signal ended it. */
+  exitCode(): number | null;
+  /** Sends `signal` and returns at once (a shutdown under test); `exit` resolves when it is gone. */
+  signal(signal: NodeJS.Signals): void;
+  /** Resolves when the process has exited. */
+  readonly exit: Promise<void>;
   /** SIGTERM, then SIGKILL after `graceMs` (default 10 s). Safe to call more than once. */
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL at once: no shutdown hooks run. Resolves once the process is gone. */
@@ -31,9 +37,11 @@ export function spawnChild(name: string, command: string, args: string[], option
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
   let exited = false;
+  let exitCode: number | null = null;
   const exit = new Promise<void>((resolve) =>
-    child.once('exit', () => {
+    child.once('exit', (code) => {
       exited = true;
+      exitCode = code;
       resolve();
     }),
   );
@@ -43,6 +51,11 @@ export function spawnChild(name: string, command: string, args: string[], option
     pid,
     output: () => output,
     exited: () => exited,
+    exitCode: () => exitCode,
+    signal: (signal) => {
+      if (!exited) child.kill(signal);
+    },
+    exit,
     stop: async (graceMs = STOP_GRACE_MS) => {
       if (exited) return;
       child.kill('SIGTERM');

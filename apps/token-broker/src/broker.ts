@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { AppModule } from './app.module';
+import { Drain } from './health/drain';
 import { frameworkErrorBody } from './http/error.filter';
 import { documentTokenRead } from './tokens/token-read.route';
 
@@ -19,7 +20,29 @@ export interface RunningBroker {
   url: string;
   /** Whether the embedded PostgreSQL server was started for this broker. */
   embeddedDatabase: boolean;
+  /**
+   * Stops at once: requests in flight are answered, the sweep's refreshes finish and its leases
+   * go back, pending usage and audit records are written (Nest's shutdown hooks), then the
+   * embedded database stops.
+   */
   close(): Promise<void>;
+  /**
+   * The shutdown SIGTERM asks for: readiness answers 503 at once while the listener keeps
+   * answering for SHUTDOWN_DRAIN_MS (endpoints and load balancers take the replica out
+   * meanwhile), then close(). Rejects with ShutdownTimeoutError when close() takes longer than
+   * SHUTDOWN_TIMEOUT_MS. `drain: false` closes without the wait.
+   */
+  shutdown(options?: { drain?: boolean }): Promise<void>;
+  /** Cuts a drain in progress short (a second signal); close() follows at once. */
+  skipDrain(): void;
+}
+
+/** close() did not finish within SHUTDOWN_TIMEOUT_MS: something in flight still holds on. */
+export class ShutdownTimeoutError extends Error {
+  constructor(timeoutMs: number) {
+    super(`requests or refreshes still in flight after SHUTDOWN_TIMEOUT_MS (${timeoutMs} ms); leases still held lapse on their own`);
+    this.name = 'ShutdownTimeoutError';
+  }
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -70,8 +93,11 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
     // every other route parses its input by hand, so the token read pays for no pipe at all.
     // The request id goes back in a header, and the request log is written, from the hooks the
     // adapter always runs anyway: each hook of our own would cost every request a step more.
+    const drain = app.get(Drain);
     adapter.setOnRequestHook((request, reply, done) => {
       void reply.header('x-request-id', request.id);
+      // While draining, a keep-alive client's next request opens a connection to another replica.
+      if (drain.active) void reply.header('connection', 'close');
       done();
     });
     adapter.setOnResponseHook(requestLogHook(logger.pino));
@@ -93,14 +119,38 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = `http://${host}:${port}`;
 
+    const close = async (): Promise<void> => {
+      await app.close();
+      await embedded?.stop();
+    };
+    let endDrain = (): void => undefined;
+    const shutdown = async ({ drain: draining = true }: { drain?: boolean } = {}): Promise<void> => {
+      drain.begin();
+      const { drainMs, timeoutMs } = config.shutdown;
+      if (draining && drainMs > 0) {
+        logger.log(`draining: readiness answers 503, requests are still served for ${drainMs} ms`, 'Shutdown');
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, drainMs);
+          endDrain = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      logger.log('closing: finishing the requests and refreshes in flight', 'Shutdown');
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+      const outcome = await Promise.race([close().then(() => 'closed' as const), timedOut]).finally(() => clearTimeout(timer));
+      if (outcome === 'timeout') throw new ShutdownTimeoutError(timeoutMs);
+    };
+
     return {
       app,
       url,
       embeddedDatabase: embedded !== undefined,
-      close: async () => {
-        await app.close();
-        await embedded?.stop();
-      },
+      close,
+      shutdown,
+      skipDrain: () => endDrain(),
     };
   } catch (error) {
     await embedded?.stop();

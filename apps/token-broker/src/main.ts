@@ -1,6 +1,7 @@
 /**
  * token-broker entry point: read the environment (every problem reported at once), start
- * the broker, and shut down cleanly on SIGTERM/SIGINT (Kubernetes sends SIGTERM).
+ * the broker, and shut down cleanly on SIGTERM (Kubernetes, docker stop: drained first) or
+ * SIGINT (Ctrl-C: no drain).
  */
 import './heap-tuning';
 import 'reflect-metadata';
@@ -31,11 +32,21 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
+    if (stopping) {
+      // Asked again: stop waiting for load balancers and finish what is in flight.
+      broker.skipDrain();
+      return;
+    }
     stopping = true;
-    logger.log(`${signal} received: shutting down`);
-    broker.close().then(
-      () => process.exit(0),
+    // SIGTERM comes from an orchestrator whose endpoints may still route here, so it drains;
+    // SIGINT is a person at a terminal (Ctrl-C), who has no load balancer to wait for.
+    const drain = signal === 'SIGTERM';
+    logger.log(`${signal} received: shutting down${drain ? ` after a ${config.shutdown.drainMs} ms drain` : ''}`);
+    broker.shutdown({ drain }).then(
+      () => {
+        logger.log('shut down cleanly');
+        process.exit(0);
+      },
       (error: unknown) => {
         logger.error(`shutdown failed: ${(error as Error).message}`);
         process.exit(1);

@@ -42,6 +42,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly readinessChanges = new Counter({
+    name: 'token_broker_readiness_changes_total',
+    help: 'Readiness answers that differ from the one before, by the state changed to (ready, not_ready); a replica that flaps counts up fast',
+    labelNames: ['to'] as const,
+    registers: [this.registry],
+  });
+
   /**
    * GET /tokens answers not yet added to `tokenReads`, by provider. The read path counts every
    * request; a number incremented here keeps prom-client's label lookup off it, and the counts
@@ -51,6 +58,8 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'token_broker_' });
+    // Both series exist from the start: increase() misses a counter's first step when its series appears with it.
+    for (const to of ['ready', 'not_ready']) this.readinessChanges.inc({ to }, 0);
   }
 
   /** Counts one GET /tokens answer. */

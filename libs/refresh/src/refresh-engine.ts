@@ -102,6 +102,15 @@ export class RefreshEngine {
     return attempt;
   }
 
+  /**
+   * Resolves once no refresh is in flight in this process, whatever started it: shutdown waits for
+   * this before giving the replica's leases back, since a lease released under a running refresh
+   * would let another replica present the same refresh token.
+   */
+  async settled(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight.values()]);
+  }
+
   private async attempt(request: RefreshRequest): Promise<RefreshOutcome> {
     const id = request.connectionId;
     // The sweep on this replica claimed the row and nobody used the claim yet: refresh from it.

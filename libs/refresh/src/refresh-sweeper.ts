@@ -44,10 +44,11 @@ export class RefreshSweeper {
     return this.running;
   }
 
-  /** Stops claiming, lets calls in flight finish, and gives back every lease still held. */
+  /** Stops claiming, lets calls in flight finish (the sweep's and any other), and gives back every lease still held. */
   async stop(): Promise<void> {
     this.stopping = true;
     await this.running?.catch(() => undefined);
+    await this.engine.settled();
     const released = await this.leases.releaseAll().catch(() => 0);
     if (released > 0) this.logger.log(`released ${released} refresh leases on shutdown`);
   }

@@ -81,7 +81,9 @@ export class ConnectionCache implements OnModuleInit {
         if (this.trusted && generation === this.generation) this.store(account, { connections, loadedAt: now });
         return connections;
       })
-      .finally(() => this.loading.delete(account));
+      .finally(() => {
+        if (this.loading.get(account) === load) this.loading.delete(account);
+      });
     this.loading.set(account, load);
     return load;
   }
@@ -90,6 +92,8 @@ export class ConnectionCache implements OnModuleInit {
   invalidate(account: string): void {
     this.generation++;
     this.entries.delete(account);
+    // A load already running may have read the row before the change: later readers start their own.
+    this.loading.delete(account);
   }
 
   private store(account: string, entry: Entry): void {
