@@ -1,3 +1,4 @@
+import { KeyRing } from '@app/crypto';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,7 +8,7 @@ export const GENERATED_SECRET_VARIABLES = ['TOKEN_ENCRYPTION_KEYS', 'SERVICE_API
 export type GeneratedSecretVariable = (typeof GENERATED_SECRET_VARIABLES)[number];
 
 const GENERATORS: Record<GeneratedSecretVariable, () => string> = {
-  TOKEN_ENCRYPTION_KEYS: () => `k1:${randomBytes(32).toString('base64')}`,
+  TOKEN_ENCRYPTION_KEYS: () => KeyRing.generate('k1'),
   SERVICE_API_KEYS: () => `dev:${randomBytes(24).toString('base64url')}`,
   ADMIN_API_KEYS: () => `admin:${randomBytes(24).toString('base64url')}`,
 };

@@ -1,4 +1,4 @@
-import { SealContext, SealContexts, TokenCipher, sealedKeyId } from '@app/crypto';
+import { SealContext, SealContexts, TokenCipher } from '@app/crypto';
 import { Injectable } from '@nestjs/common';
 import { DataSource, EntityManager } from 'typeorm';
 import { asUnreadable } from './connection.sealer';
@@ -38,6 +38,7 @@ const SEALED_TABLES: readonly SealedTable[] = [
     columns: [
       { column: 'access_token_sealed', keyId: 'access_key_id', context: (id) => SealContexts.connectionToken(id, 'access_token') },
       { column: 'refresh_token_sealed', keyId: 'refresh_key_id', context: (id) => SealContexts.connectionToken(id, 'refresh_token') },
+      { column: 'credential_sealed', keyId: 'credential_key_id', context: (id) => SealContexts.staticCredential(id) },
     ],
   },
   {
@@ -116,7 +117,7 @@ export class KeyRotationRepository {
         SELECT (SELECT ${column} FROM connections WHERE ${column} > k.kid ORDER BY ${column} LIMIT 1) FROM k WHERE k.kid IS NOT NULL
       ) SELECT kid FROM k WHERE kid IS NOT NULL)`;
     const rows: Array<{ kid: string | null }> = await this.dataSource.query(
-      `${skipScan('access_key_id')} UNION ${skipScan('refresh_key_id')}
+      `${skipScan('access_key_id')} UNION ${skipScan('refresh_key_id')} UNION ${skipScan('credential_key_id')}
        UNION (SELECT DISTINCT NULLIF(split_part(code_verifier_sealed, '.', 2), '') FROM oauth_states WHERE code_verifier_sealed IS NOT NULL)`,
     );
     return rows.map((r) => r.kid).filter((kid): kid is string => kid !== null).sort();
@@ -136,7 +137,7 @@ export class KeyRotationRepository {
       const rowKey = row.row_key as string;
       const values = table.columns.map((column, i) => {
         const sealed = row[`v${i}`];
-        return sealed === null ? null : this.resealUnlessActive(sealed, active, column.context(rowKey), table.label(rowKey));
+        return sealed === null ? null : this.resealIfStale(sealed, column.context(rowKey), table.label(rowKey));
       });
       // No version bump: re-sealing changes no token, so a refresher holding the previous
       // version may still land its (newer) tokens afterwards.
@@ -156,9 +157,10 @@ export class KeyRotationRepository {
     return total;
   }
 
-  private resealUnlessActive(sealed: string, active: string, context: SealContext, label: string): string {
+  /** The row may hold one value under the active key and another under an old one: only the old one is re-sealed. */
+  private resealIfStale(sealed: string, context: SealContext, label: string): string {
     try {
-      return sealedKeyId(sealed) === active ? sealed : this.cipher.reseal(sealed, context);
+      return this.cipher.needsReseal(sealed) ? this.cipher.reseal(sealed, context) : sealed;
     } catch (error) {
       throw asUnreadable(error, label, sealed);
     }

@@ -1,14 +1,10 @@
-import { DynamicModule, FactoryProvider, Module, ModuleMetadata, Provider } from '@nestjs/common';
+import { DynamicModule, Module } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { KeyRing } from './key-ring';
 import { CIPHER_RANDOM_BYTES, KEY_RING, TokenCipher } from './token-cipher';
 
 /** A spec string is parsed here (throwing KeyRingError); a KeyRing is used as is. */
 type KeyRingSource = KeyRing | string;
-
-export interface CryptoModuleAsyncOptions extends Pick<FactoryProvider<KeyRingSource>, 'useFactory' | 'inject'> {
-  imports?: ModuleMetadata['imports'];
-}
 
 /**
  * Provides KEY_RING and TokenCipher app-wide. Global because the repository, the rotation
@@ -20,23 +16,10 @@ export interface CryptoModuleAsyncOptions extends Pick<FactoryProvider<KeyRingSo
 @Module({})
 export class CryptoModule {
   static forRoot(keyRing: KeyRingSource): DynamicModule {
-    return CryptoModule.build([], { provide: KEY_RING, useValue: toKeyRing(keyRing) });
-  }
-
-  static forRootAsync(options: CryptoModuleAsyncOptions): DynamicModule {
-    return CryptoModule.build(options.imports ?? [], {
-      provide: KEY_RING,
-      inject: options.inject ?? [],
-      useFactory: async (...args: unknown[]) => toKeyRing(await options.useFactory(...args)),
-    });
-  }
-
-  private static build(imports: NonNullable<ModuleMetadata['imports']>, keyRing: Provider<KeyRing>): DynamicModule {
     return {
       module: CryptoModule,
       global: true,
-      imports,
-      providers: [keyRing, { provide: CIPHER_RANDOM_BYTES, useValue: randomBytes }, TokenCipher],
+      providers: [{ provide: KEY_RING, useValue: toKeyRing(keyRing) }, { provide: CIPHER_RANDOM_BYTES, useValue: randomBytes }, TokenCipher],
       exports: [KEY_RING, TokenCipher],
     };
   }

@@ -1,5 +1,4 @@
 export { CryptoModule } from './crypto.module';
-export type { CryptoModuleAsyncOptions } from './crypto.module';
 export { KEY_BYTES, KEY_ID_PATTERN, KeyRing, KeyRingError, parseKeyRingSpec } from './key-ring';
 export type { KeyRingParseResult } from './key-ring';
 export {
