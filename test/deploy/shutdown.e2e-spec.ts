@@ -93,7 +93,7 @@ describe('shutdown on SIGTERM', () => {
     const stats = sandbox.stats();
     expect(stats.duplicateRefreshUses).toBe(0);
     expect(stats.invalidGrants).toBe(0);
-    const [usage] = (await db.query(`SELECT last_used_at FROM connections WHERE account = $1 AND provider = 'copyai'`, [reader])) as Array<{ last_used_at: Date | null }>;
+    const [usage] = await db.query<Array<{ last_used_at: Date | null }>>(`SELECT last_used_at FROM connections WHERE account = $1 AND provider = 'copyai'`, [reader]);
     expect(usage.last_used_at).not.toBeNull();
     expect(child.output()).toContain('draining: readiness answers 503');
     expect(child.output()).toContain('shut down cleanly');
