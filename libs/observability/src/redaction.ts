@@ -4,11 +4,12 @@
  * headers, a provider answer, a request body) has its secrets replaced by "[redacted]" at any
  * depth before it is written.
  *
- * pino's own `redact` paths cannot say "at any depth" (no recursive wildcard) and `*.code` also
- * hid every error code (ECONNREFUSED, invalid_grant), so the walk is ours: by key name, with
- * `code` censored only where it is an OAuth authorization code (inside a request's query, body
- * or params). It copies only the objects on the way to something it censors; a line with no
- * secret (the per-request line, most lines) is walked and written as it was, not copied.
+ * pino's own `redact` paths cannot say "at any depth" (no recursive wildcard), and a `*.code` path
+ * would also hide every error code (ECONNREFUSED, invalid_grant), so the walk is ours (see
+ * docs/decisions/0003-pino-without-nestjs-pino.md): by key name, with `code` censored only where
+ * it is an OAuth authorization code (inside a request's query, body or params). It copies only
+ * the objects on the way to something it censors; a line with no secret (the per-request line,
+ * most lines) is walked and written as it was, not copied.
  */
 import { stdSerializers } from 'pino';
 

@@ -98,8 +98,8 @@ export class ProviderClient {
 
   private async call(provider: string, what: string, url: URL, init: CallInit): Promise<unknown> {
     const { status, headers, text } = await this.send(provider, what, url, init);
-    // No redirect is ever followed (a token endpoint that redirects is misconfigured or hostile);
-    // as with fetch's redirect: 'error', one of these statuses counts as a failed call.
+    // No redirect is ever followed (a token endpoint that redirects is misconfigured or hostile):
+    // one of these statuses counts as a failed call.
     if (REDIRECT_STATUSES.has(status)) throw unreachable(provider, what, false);
     const body = parseJson(text);
     if (status >= 200 && status < 300) return body ?? (text === '' ? {} : undefined);
@@ -109,11 +109,11 @@ export class ProviderClient {
   /**
    * One request under one deadline covering all of it (connect, send, headers, body). The body
    * is always read to its end: an unread body keeps its socket out of the pool. A body that
-   * fails half-way reads as empty, as it did with fetch.
+   * fails half-way is a failed call like any other network error.
    */
   private async send(provider: string, what: string, url: URL, init: CallInit): Promise<{ status: number; headers: IncomingHttpHeaders; text: string }> {
-    // A plain controller and timer rather than AbortSignal.timeout(): ~1 µs instead of ~15 µs a call,
-    // and the timer goes away with the call instead of lingering for PROVIDER_TIMEOUT_MS.
+    // A plain controller and timer rather than AbortSignal.timeout(): far cheaper per call, and the
+    // timer goes away with the call instead of lingering for PROVIDER_TIMEOUT_MS (docs/decisions/0012).
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), PROVIDER_TIMEOUT_MS);
     try {
@@ -144,9 +144,9 @@ interface CallInit {
 
 /**
  * Every provider call goes through undici's request() on this agent: one keep-alive pool per
- * provider origin, without fetch's WHATWG stream and header machinery (roughly a third of the
- * CPU per call, which matters at the refresh sweep's call rate). No connection cap, as with
- * fetch: REFRESH_CONCURRENCY already bounds the calls in flight, and a cap would queue them.
+ * provider origin, without fetch's WHATWG stream and header machinery, whose CPU per call matters
+ * at the refresh sweep's call rate (docs/decisions/0012-provider-calls-through-undici.md). No
+ * connection cap: REFRESH_CONCURRENCY already bounds the calls in flight, and a cap would queue them.
  * keepAliveTimeout is undici's default, spelled out: an idle socket is dropped after 4 s (or 1 s
  * before the server's own Keep-Alive timeout, when it sends one), so a provider that closes idle
  * connections does not make us write a request onto a dead socket. maxResponseSize makes undici
@@ -155,10 +155,10 @@ interface CallInit {
  */
 const providerAgent = new Agent({ keepAliveTimeout: 4_000, maxResponseSize: MAX_PROVIDER_ANSWER_BYTES });
 
-/** What fetch used to add on its own; the call's own headers win. */
+/** Headers every call carries; the call's own headers win. */
 const DEFAULT_HEADERS: Readonly<Record<string, string>> = { accept: '*/*', 'user-agent': 'token-broker' };
 
-/** The statuses fetch treats as redirects (with redirect: 'error', a network error). */
+/** Redirect statuses: a provider call never follows one (see call()). */
 const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
 /** A call that got no usable answer: network error, timeout, redirect. Always transient. */
@@ -207,7 +207,7 @@ function classify(provider: string, what: string, status: number, retryAfterHead
   return new ProviderError('rejected', `${provider} refused the ${what} with HTTP ${status}${said}`, details);
 }
 
-/** A response header as one string; repeated headers join with ", " as fetch's Headers.get() did. */
+/** A response header as one string; repeated headers join with ", " (RFC 9110 §5.3). */
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }

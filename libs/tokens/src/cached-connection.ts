@@ -8,7 +8,7 @@ import { ConnectionError, ConnectionStatus, SealedConnection } from '@app/connec
  * The access token stays sealed until its first read, then is kept opened: the key ring lives
  * in the same heap, so keeping it sealed in memory would protect nothing a heap reader could not
  * undo, and opening it costs more than the rest of a cached read. At rest, in the database, it is
- * always sealed (guarantee 1).
+ * always sealed (guarantee 1). The measurements behind both: docs/decisions/0006-read-path-cache.md.
  */
 export class CachedConnection {
   readonly id: string;

@@ -7,9 +7,10 @@ import { CachedConnection } from './cached-connection';
 /** Fired by a trigger whenever a row's tokens or status change; the payload is the account. */
 const CHANNEL = 'connection_changed';
 /**
- * A safety net only: every change the broker makes bumps the row's version, and that NOTIFY
- * arrives within milliseconds. This bounds how long a hand edit that bypasses the trigger can go
- * unseen; each expiry costs a query and a decryption, so it is kept long.
+ * A safety net only: every change the broker makes to a row's tokens or status fires the trigger,
+ * and that NOTIFY arrives within milliseconds. This bounds how long a hand edit that bypasses the
+ * trigger can go unseen; each expiry costs every hot account a query and a decryption, so it is
+ * kept long (docs/decisions/0006-read-path-cache.md).
  */
 const ENTRY_TTL_MS = 5 * 60_000;
 
@@ -58,10 +59,10 @@ export class ConnectionCache implements OnModuleInit {
     });
   }
 
-/**
+  /**
    * The account's connections when this replica holds them and may trust them, else undefined.
    * Synchronous on purpose: a hit is the token read's hot path, and an await there costs a
-   * promise and a microtask turn per request.
+   * promise and a microtask turn per request (docs/decisions/0004-token-read-sync-or-promise.md).
    */
   cached(account: string, now: number): CachedConnection[] | undefined {
     if (!this.trusted) return undefined;

@@ -9,8 +9,8 @@ export interface TokenQuery {
 
 /**
  * Reads `?provider=&minValidity=`. Written by hand rather than as a class-validator DTO: this is
- * the hot path, and class-transformer + class-validator cost a quarter of its throughput
- * (measured with `npm run bench`, see bench/results/variants). The rules are the DTO's would be.
+ * the hot path, and class-transformer + class-validator cost a large share of its throughput
+ * (docs/decisions/0002-token-query-parsed-by-hand.md). The rules are the ones the DTO would have.
  */
 export function parseTokenQuery(query: Record<string, unknown>): TokenQuery {
   const problems: string[] = [];
@@ -39,9 +39,9 @@ const stringMap = { type: 'object', additionalProperties: { type: 'string' } } a
 /**
  * The 200 answer of GET /tokens/:account (TokenService's IssuedToken) as JSON Schema, in the
  * OpenAPI 3.0 dialect (`nullable`) that fast-json-stringify also reads. One schema serves twice:
- * Fastify compiles it into the route's serializer (0.8 µs instead of JSON.stringify's 1.5 µs for
- * this answer, measured on its own on 2026-11-25), and documentTokenRead puts it in the OpenAPI
- * document. A field of IssuedToken missing here would be left out of the answer:
+ * Fastify compiles it into the route's serializer (faster than JSON.stringify for this answer;
+ * docs/decisions/0005-token-answer-compiled-schema.md), and documentTokenRead puts it in the
+ * OpenAPI document. A field of IssuedToken missing here would be left out of the answer:
  * test/tokens/tokens.e2e-spec.ts checks the answer's keys.
  */
 export const TOKEN_RESPONSE_SCHEMA = {

@@ -15,13 +15,9 @@ export const TOKEN_READ_PATH = '/tokens/:account';
 /**
  * GET /tokens/:account, the broker's hot path, served by Fastify directly instead of a Nest
  * controller, because Nest's per-request pipeline (execution context, guard consumer, param
- * pipes, response controller) costs more than the read's own work. Measured with
- * `bench/compare.ts` on 2026-11-25 (bench/results/variants/README.md), 10 rounds each, as
- * broker/raw `node:http`:
- * - same code as a controller route 0.454, as a hand-patched Fastify route 0.565; a controller
- *   answering a constant, with no work at all, 0.518;
- * - in a second run, same code as a controller route 0.487, this route as committed 0.520.
- * The DESIGN target is 0.45.
+ * pipes, response controller) costs more than the read's own work: a controller that does
+ * nothing answers more slowly than this route doing the whole read. The measurements are in
+ * docs/decisions/0001-token-read-served-by-fastify.md.
  *
  * It is the one route outside a controller besides /docs, and it gives up nothing a controller
  * route gets: the service key is checked by the guard's own ApiKeyVerifier.authorize, errors go
