@@ -36,11 +36,17 @@ WORKDIR /app
 COPY --from=build /app/package.json /app/tsconfig.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-USER node
+# The image's `node` user, by number: Kubernetes' runAsNonRoot can only verify a numeric user.
+USER 1000:1000
 EXPOSE 3000
 # Ready means: database reachable, every migration applied, key ring usable.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# main.js shuts down cleanly on SIGTERM; exec form so node is PID 1's direct target. The flag is
-# the one `npm start` passes (package.json); see apps/token-broker/src/heap-tuning.ts.
+# On SIGTERM main.js drains (readiness 503, still serving for SHUTDOWN_DRAIN_MS, default 5 s),
+# then finishes what is in flight (SHUTDOWN_TIMEOUT_MS, default 20 s) and exits: give it longer
+# than both before the SIGKILL (`docker stop -t 30`, compose's stop_grace_period, Kubernetes'
+# terminationGracePeriodSeconds in deploy/k8s). Exec form, so node itself is PID 1 and gets the
+# signal. The flag is the one `npm start` passes (package.json); see
+# apps/token-broker/src/heap-tuning.ts.
+STOPSIGNAL SIGTERM
 CMD ["node", "--max-semi-space-size=8", "-r", "tsconfig-paths/register", "dist/apps/token-broker/src/main.js"]
