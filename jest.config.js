@@ -29,7 +29,14 @@ module.exports = {
   maxWorkers: 1,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/apps/**/*.spec.ts', '<rootDir>/libs/**/*.spec.ts'] },
-    { ...common, ...withDatabase, displayName: 'database', testMatch: ['<rootDir>/{apps,libs,test}/**/*.db-spec.ts'] },
+    {
+      ...common,
+      ...withDatabase,
+      displayName: 'database',
+      testMatch: ['<rootDir>/{apps,libs,test}/**/*.db-spec.ts'],
+      // Each database suite leaves the shared database empty for whichever suite runs next.
+      setupFilesAfterEnv: ['<rootDir>/test/support/database-suite.ts'],
+    },
     { ...common, ...withDatabase, displayName: 'e2e', testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'] },
   ],
 };
