@@ -73,9 +73,13 @@ export class DatabaseNotifications implements OnApplicationShutdown {
     await this.start();
   }
 
-  /** `handler(false)` when the listener stops delivering, `handler(true)` when a new one is live. */
+  /**
+   * `handler(false)` when the listener stops delivering, `handler(true)` when a new one is live;
+   * a handler registered while the listener is already live hears `true` at once.
+   */
   onLiveChange(handler: LivenessHandler): void {
     this.livenessHandlers.push(handler);
+    if (this.isLive) handler(true);
   }
 
   async onApplicationShutdown(): Promise<void> {
