@@ -206,7 +206,7 @@ function readServiceGrants(
 ): ReadonlyArray<ServiceGrant> | null {
   if (spec !== undefined) return parseServiceGrants(spec, serviceKeyNames, problems);
   if (production) {
-    problems.push('SERVICE_GRANTS: required in production (what each service key may read, e.g. billing=copper/*; *=*/* allows every key everything)');
+    problems.push('SERVICE_GRANTS: required in production (what each service key may read, e.g. billing=<provider>/*; *=*/* allows every key everything)');
   } else {
     notices.push('SERVICE_GRANTS is unset: every service key may read every token and open connect sessions for any account; set it to limit each service (see README, "Service grants").');
   }

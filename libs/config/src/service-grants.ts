@@ -31,7 +31,7 @@ export function parseServiceGrants(spec: string, serviceKeyNames: ReadonlyArray<
     const where = `SERVICE_GRANTS entry ${index + 1}`;
     const match = ENTRY.exec(entry);
     if (!match) {
-      problems.push(`${where}: expected service=provider/accountPattern (e.g. billing=copper/acme-*), got "${entry.slice(0, 80)}"`);
+      problems.push(`${where}: expected service=provider/accountPattern (e.g. billing=${PROVIDER_IDS[0]}/acme-*), got "${entry.slice(0, 80)}"`);
       return;
     }
     const [, service, provider, account] = match;
