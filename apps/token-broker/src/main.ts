@@ -22,7 +22,10 @@ async function main(): Promise<void> {
     throw error;
   }
   const { config, notices } = loaded;
-  const brokerLogger = new BrokerLogger(createPino(config.logLevel));
+  // A person at a terminal gets readable lines; anything reading stdout otherwise (a log
+  // collector, a pipe) gets JSON, and production always does.
+  const pretty = process.stdout.isTTY === true && !config.isProduction;
+  const brokerLogger = new BrokerLogger(createPino(config.logLevel, undefined, { pretty }));
   Logger.overrideLogger(brokerLogger);
   const logger = new Logger('Broker');
   for (const notice of notices) logger.warn(notice);

@@ -1,22 +1,45 @@
 import { LoggerService, LogLevel } from '@nestjs/common';
 import pino, { DestinationStream, Level, Logger as Pino } from 'pino';
+import PinoPretty from 'pino-pretty';
 import { redactedErrorSerializer, redactLogFields } from './redaction';
 
 /** LOG_LEVEL values pino understands, plus `silent`. */
 export type BrokerLogLevel = Level | 'silent';
 
+export interface PinoFormat {
+  /**
+   * One readable line per entry (time, level, [context] message, fields) instead of JSON: for a
+   * person at a terminal. Redaction happens before either format is written.
+   */
+  readonly pretty?: boolean;
+}
+
 /**
  * The one pino instance of a broker process: JSON lines (on stdout unless told otherwise),
  * secrets redacted at any depth (guarantee 2; see redaction.ts).
  */
-export function createPino(level: string, destination?: DestinationStream): Pino {
+export function createPino(level: string, destination?: DestinationStream, format: PinoFormat = {}): Pino {
   const options = {
     level,
     base: { pid: process.pid },
     formatters: { log: redactLogFields },
     serializers: { err: redactedErrorSerializer },
   };
+  if (format.pretty) return pino(options, prettyStream(destination));
   return destination ? pino(options, destination) : pino(options);
+}
+
+/** pino-pretty in this process, fed the JSON lines pino has already redacted; synchronous, so nothing is lost at exit. */
+function prettyStream(destination: DestinationStream | undefined): DestinationStream {
+  return PinoPretty({
+    destination: destination ?? 1,
+    sync: true,
+    colorize: destination === undefined && process.stdout.isTTY === true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname,context',
+    messageFormat: '{if context}[{context}] {end}{msg}',
+    singleLine: true,
+  });
 }
 
 const NEST_TO_PINO: Record<LogLevel, Level> = {
