@@ -2,6 +2,7 @@ import { CreateConnections1795443000000 } from './1795443000000-CreateConnection
 import { CreateConnectFlow1795443600000 } from './1795443600000-CreateConnectFlow';
 import { NotifyConnectionChanges1795444800000 } from './1795444800000-NotifyConnectionChanges';
 import { TrackSealedKeyIds1795450000000 } from './1795450000000-TrackSealedKeyIds';
+import { CreateAuditEvents1795460000000 } from './1795460000000-CreateAuditEvents';
 
 /** Every migration, in order. A new migration file is added here too. */
 export const MIGRATIONS: Array<new () => unknown> = [
@@ -9,4 +10,5 @@ export const MIGRATIONS: Array<new () => unknown> = [
   CreateConnectFlow1795443600000,
   NotifyConnectionChanges1795444800000,
   TrackSealedKeyIds1795450000000,
+  CreateAuditEvents1795460000000,
 ];

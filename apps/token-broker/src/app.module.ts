@@ -1,3 +1,4 @@
+import { AuditModule } from '@app/audit';
 import { AuthModule } from '@app/auth';
 import { Clock } from '@app/common';
 import { AppConfig, ConfigModule } from '@app/config';
@@ -55,6 +56,7 @@ export class AppModule {
         DatabaseModule.forRoot({ url: databaseUrl, poolSize: config.databasePoolSize }),
         CryptoModule.forRoot(config.tokenEncryptionKeys),
         AuthModule,
+        AuditModule,
         ConnectionsModule,
         HealthModule,
         ConnectModule,

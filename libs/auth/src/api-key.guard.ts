@@ -3,7 +3,7 @@ import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { Access, ACCESS_KEY } from './access.decorators';
 import { CALLER_KEY } from './caller';
-import { ApiKeyVerifier } from './api-key-verifier';
+import { ApiKeyVerifier, AuthAttempt } from './api-key-verifier';
 
 /**
  * Global guard. Denies by default: a route must be marked @Public(), @ServiceAccess() or
@@ -18,11 +18,11 @@ export class ApiKeyGuard implements CanActivate {
 
   canActivate(context: ExecutionContext): boolean {
     const access = this.reflector.getAllAndOverride<Access | undefined>(ACCESS_KEY, [context.getHandler(), context.getClass()]);
-    if (!access) throw new DomainError(ErrorCode.Forbidden, 'this route declares no access rule and is closed');
+    const request = context.switchToHttp().getRequest<AuthAttempt & { headers: Record<string, string | string[] | undefined> } & Record<string, unknown>>();
+    if (!access) throw this.verifier.denied(request, undefined, new DomainError(ErrorCode.Forbidden, 'this route declares no access rule and is closed'));
     if (access.kind === 'public') return true;
 
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | string[] | undefined> } & Record<string, unknown>>();
-    const caller = this.verifier.authorize(request.headers.authorization, access.role);
+    const caller = this.verifier.authorize(request.headers.authorization, access.role, request);
     request[CALLER_KEY] = caller;
     return true;
   }

@@ -2,6 +2,27 @@ import { Clock } from '@app/common';
 import { Inject, Injectable, Logger, LoggerService, Optional } from '@nestjs/common';
 import type { Logger as Pino } from 'pino';
 import { BrokerLogger } from './broker-logger';
+import { redactSecrets } from './redaction';
+
+/** What was done, in the audit trail's terms (DESIGN, "Audit trail"). */
+export const AUDIT_ACTIONS = [
+  'token.read',
+  'connect_session.create',
+  'connect.callback',
+  'credential.store',
+  'connection.refresh',
+  'connection.revoke',
+  'provider.revoke_all',
+  'connections.list',
+  'connections.get',
+  'audit.list',
+  'webhooks.list',
+  'webhook.retry',
+  'auth.denied',
+  'keys.rotate',
+  'webhook.given_up',
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 /** Who acted, in the audit trail's terms (DESIGN, "Audit trail"). */
 export type AuditActorKind = 'admin' | 'service' | 'system' | 'end_user' | 'anonymous';
@@ -12,8 +33,7 @@ export type AuditActorKind = 'admin' | 'service' | 'system' | 'end_user' | 'anon
  * a client secret or an API key: `actor` is the key's name, never its secret.
  */
 export interface AuditEvent {
-  /** e.g. `connection.revoke`, `connections.list`. */
-  readonly action: string;
+  readonly action: AuditAction;
   /** The API key's name, or `system` / `end_user`. */
   readonly actor: string;
   readonly actorKind: AuditActorKind;
@@ -33,8 +53,8 @@ export interface AuditRecord extends AuditEvent {
 }
 
 /**
- * Somewhere audit records go besides the log line. The durable audit table (records that exist
- * whatever LOG_LEVEL says, flushed within 5 s) is meant to be one: provide AUDIT_SINKS with it.
+ * Somewhere audit records go besides the log line: the durable audit table (libs/audit's
+ * AuditWriter, records that exist whatever LOG_LEVEL says, durable within 5 s) attaches itself.
  * `write` is called on the request's path, so it must return at once (buffer, then flush).
  */
 export interface AuditSink {
@@ -47,26 +67,38 @@ export const AUDIT_SINKS = Symbol('AUDIT_SINKS');
 const MAX_TARGET_LENGTH = 128;
 
 /**
- * The audit trail's one entry point. Today it writes one JSON log line per event (context
- * `Audit`) at info through a pino child whose level is fixed, so LOG_LEVEL=warn or error does
- * not hide it; only LOG_LEVEL=silent does. The line goes through the broker's logger, so its
+ * The audit trail's one entry point for single events (token reads, aggregated, take
+ * TokenReadAudit's way to the same table). Each event becomes a record handed to the attached
+ * sinks (the durable table), and one JSON log line (context `Audit`) at info through a pino
+ * child whose level is fixed, so LOG_LEVEL=warn or error does not hide it; only LOG_LEVEL=silent
+ * does (the table keeps the record anyway). The line goes through the broker's logger, so its
  * redaction applies as to any other line.
  */
 @Injectable()
 export class AuditLog {
   private readonly fallback = new Logger('Audit');
   private readonly children = new WeakMap<Pino, Pino>();
+  private readonly sinks: AuditSink[];
 
   constructor(
     private readonly clock: Clock,
-    @Optional() @Inject(AUDIT_SINKS) private readonly sinks: ReadonlyArray<AuditSink> = [],
-  ) {}
+    @Optional() @Inject(AUDIT_SINKS) sinks: ReadonlyArray<AuditSink> = [],
+  ) {
+    this.sinks = [...sinks];
+  }
+
+  /** Adds a sink for every record from now on (the audit table's writer, when its module starts). */
+  attach(sink: AuditSink): void {
+    if (!this.sinks.includes(sink)) this.sinks.push(sink);
+  }
 
   record(event: AuditEvent): void {
     const record: AuditRecord = {
       ...event,
       account: clip(event.account),
       provider: clip(event.provider),
+      // The table shows what the log line would: a secret-named field is censored before either gets it.
+      detail: event.detail === undefined ? undefined : (redactSecrets(event.detail) as AuditEvent['detail']),
       at: this.clock.now(),
     };
     this.writeLine(record);

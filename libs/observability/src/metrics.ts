@@ -4,8 +4,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 export type TokenReadOutcome = 'served' | 'revoked' | 'needs_reauth' | 'unavailable';
 
 /**
- * The broker's Prometheus metrics. Labels are provider ids and outcome words only: never an
- * account, a token or anything a caller sent.
+ * The broker's Prometheus metrics. Labels are provider ids, outcome words and configured service
+ * key names only: never an account, a token or anything a caller sent.
  */
 @Injectable()
 export class Metrics {
@@ -33,6 +33,31 @@ export class Metrics {
     registers: [this.registry],
     // Counted in plain numbers by tokenRead() and added here when Prometheus scrapes.
     collect: () => this.flushTokenReads(),
+  });
+
+  readonly tokenReadsByService = new Counter({
+    name: 'token_broker_token_reads_by_service_total',
+    help: 'GET /tokens answers by service key name and audit outcome (added as the read audit is flushed, every few seconds)',
+    labelNames: ['service', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly auditRecordsWritten = new Counter({
+    name: 'token_broker_audit_records_written_total',
+    help: 'Audit records written to the audit table (an aggregated token-read row counts once per write)',
+    registers: [this.registry],
+  });
+
+  readonly auditRecordsDropped = new Counter({
+    name: 'token_broker_audit_records_dropped_total',
+    help: 'Audit records given up because the in-memory buffer was full (the database unreachable for long)',
+    registers: [this.registry],
+  });
+
+  readonly auditBuffered = new Gauge({
+    name: 'token_broker_audit_buffer_records',
+    help: 'Audit records waiting in memory to be written',
+    registers: [this.registry],
   });
 
   readonly connections = new Gauge({

@@ -7,3 +7,4 @@ export * from './refresh-sweeper';
 export * from './token-bucket';
 export * from './issued-token-set';
 export * from './refresh-leases';
+export * from './refresh-audit';

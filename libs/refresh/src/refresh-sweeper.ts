@@ -1,8 +1,10 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectionRecord } from '@app/connections';
+import { AuditLog } from '@app/observability';
 import { ProviderId } from '@app/providers';
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable, Logger, Optional } from '@nestjs/common';
+import { auditSystemRefresh } from './refresh-audit';
 import { RefreshEngine } from './refresh-engine';
 import { Lease, RefreshLeases } from './refresh-leases';
 import { RefreshOutcome } from './refresh-outcome';
@@ -35,6 +37,8 @@ export class RefreshSweeper {
     private readonly leases: RefreshLeases,
     private readonly engine: RefreshEngine,
     private readonly clock: Clock,
+    // Optional so that a sweeper built by hand below Nest (the service-tier specs) needs no audit trail.
+    @Optional() private readonly audit?: AuditLog,
   ) {}
 
   /** Runs a sweep, or joins the one already running. */
@@ -145,6 +149,8 @@ export class RefreshSweeper {
     try {
       const outcome = await this.engine.refresh({ connectionId, trigger: 'sweep', stillNeeded: due, claimed: true, lease, onProviderAnswered });
       report.outcomes[outcome.kind] = (report.outcomes[outcome.kind] ?? 0) + 1;
+      const row = lease?.row.record;
+      if (this.audit) auditSystemRefresh(this.audit, outcome, { connectionId, account: row?.account ?? null, provider: row?.provider ?? null }, 'sweep');
     } catch (error) {
       this.logger.error({ err: error }, `refresh of connection ${connectionId} failed unexpectedly`);
     }

@@ -1,9 +1,9 @@
 import { Clock, DomainError, ErrorCode } from '@app/common';
 import { ConnectionRecord, ConnectionSealer, ConnectionStatus } from '@app/connections';
-import { Metrics } from '@app/observability';
+import { AuditLog, Metrics } from '@app/observability';
 import { isProviderId, presentToken, providerDefinition, ProviderId, TokenPresentation, unknownProviderError } from '@app/providers';
-import { isBackingOff, RefreshEngine } from '@app/refresh';
-import { Injectable } from '@nestjs/common';
+import { auditSystemRefresh, isBackingOff, RefreshEngine } from '@app/refresh';
+import { Injectable, Optional } from '@nestjs/common';
 import { CachedConnection } from './cached-connection';
 import { ConnectionCache } from './connection-cache';
 import { UsageRecorder } from './usage-recorder';
@@ -35,6 +35,8 @@ export class TokenService {
     private readonly usage: UsageRecorder,
     private readonly clock: Clock,
     private readonly metrics: Metrics,
+    // Optional so that a read path built by hand below Nest (the service-tier specs) needs no audit trail.
+    @Optional() private readonly audit?: AuditLog,
   ) {}
 
   /**
@@ -42,12 +44,15 @@ export class TokenService {
    * no promise is made on the hot path. A cache miss or a refresh makes it a promise. So a caller
    * must expect both a synchronous throw and a rejection: `await` inside a try, or hand the
    * result to Fastify (TokenReadRoute), handles both; `.then()`/`.catch()` on the result does not.
+   *
+   * `granted`: when `provider` is omitted, only connections at these providers are considered
+   * (the caller's grants, checked before this call); undefined considers every one.
    */
-  tokenFor(account: string, provider: string | undefined, minValiditySec: number): IssuedToken | Promise<IssuedToken> {
+  tokenFor(account: string, provider: string | undefined, minValiditySec: number, granted?: ReadonlyArray<string>): IssuedToken | Promise<IssuedToken> {
     const now = this.clock.nowMs();
     const cached = this.cache.cached(account, now);
-    if (cached !== undefined) return this.serve(this.choose(account, provider, cached), minValiditySec, now);
-    return this.cache.load(account, now).then((loaded) => this.serve(this.choose(account, provider, loaded), minValiditySec, now));
+    if (cached !== undefined) return this.serve(this.choose(account, provider, cached, granted), minValiditySec, now);
+    return this.cache.load(account, now).then((loaded) => this.serve(this.choose(account, provider, loaded, granted), minValiditySec, now));
   }
 
   private serve(cached: CachedConnection, minValiditySec: number, now: number): IssuedToken | Promise<IssuedToken> {
@@ -75,21 +80,29 @@ export class TokenService {
     };
   }
 
-  private choose(account: string, provider: string | undefined, connections: CachedConnection[]): CachedConnection {
+  private choose(account: string, provider: string | undefined, connections: CachedConnection[], granted: ReadonlyArray<string> | undefined): CachedConnection {
     if (provider !== undefined && !isProviderId(provider)) throw unknownProviderError(provider);
     if (provider !== undefined) {
       const match = connections.find((c) => c.provider === provider);
       if (!match) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no ${provider} connection`);
       return match;
     }
-    if (connections.length === 0) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no connection`);
-    if (connections.length > 1) {
-      const providers = connections.map((c) => c.provider);
+    // Counted in place rather than filtered: the read of a cached token allocates nothing it can avoid.
+    let match: CachedConnection | undefined;
+    let matches = 0;
+    for (const connection of connections) {
+      if (granted !== undefined && !granted.includes(connection.provider)) continue;
+      match ??= connection;
+      matches++;
+    }
+    if (match === undefined) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no connection`);
+    if (matches > 1) {
+      const providers = connections.map((c) => c.provider).filter((p) => granted === undefined || granted.includes(p));
       throw new DomainError(ErrorCode.ProviderAmbiguous, `account ${account} has several connections (${providers.join(', ')}); say which with ?provider=`, {
         providers,
       });
     }
-    return connections[0];
+    return match;
   }
 
   private assertUsable(record: CachedConnection): void {
@@ -120,6 +133,7 @@ export class TokenService {
 
     const needsRefresh = (latest: ConnectionRecord): boolean => latest.expiresAt !== null && latest.expiresAt.getTime() - this.clock.nowMs() < minValidityMs;
     const outcome = await this.engine.refresh({ connectionId: record.id, trigger: 'read', stillNeeded: needsRefresh });
+    if (this.audit) auditSystemRefresh(this.audit, outcome, { connectionId: record.id, account: record.account, provider: record.provider }, 'read');
     switch (outcome.kind) {
       case 'refreshed':
       case 'fresh':

@@ -1,5 +1,7 @@
-import { DomainError, ErrorCode } from '@app/common';
+import type { AuditFilter } from '@app/audit';
+import { ACCOUNT_ID_PATTERN, DomainError, ErrorCode } from '@app/common';
 import { ConnectionFilter, ConnectionStatus } from '@app/connections';
+import { AUDIT_ACTIONS, AuditAction } from '@app/observability';
 import { isProviderId, ProviderId, unknownProviderMessage } from '@app/providers';
 
 export const DEFAULT_PAGE_SIZE = 50;
@@ -8,6 +10,9 @@ export const MAX_PAGE_SIZE = 200;
 const MAX_CURSOR_LENGTH = 512;
 const CURSOR_ALPHABET = /^[A-Za-z0-9_-]+$/;
 const STATUSES: ReadonlyArray<string> = Object.values(ConnectionStatus);
+/** Who an audit record names: a key name (SERVICE_API_KEYS/ADMIN_API_KEYS names), system, end_user or anonymous. */
+const ACTOR = /^[A-Za-z0-9_.-]{1,64}$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
 
 export interface ListQuery {
   filter: ConnectionFilter;
@@ -24,21 +29,35 @@ export function parseListQuery(query: Record<string, unknown>): ListQuery {
   const problems = unexpectedKeys(query, ['provider', 'status', 'cursor', 'limit']);
   const provider = optionalString(query, 'provider', problems);
   const status = optionalString(query, 'status', problems);
-  const cursor = optionalString(query, 'cursor', problems);
-  const limitText = optionalString(query, 'limit', problems);
+  const { cursor, limit } = parsePaging(query, problems);
 
   if (status !== undefined && !STATUSES.includes(status)) problems.push(`status must be one of ${STATUSES.join(', ')}`);
-  if (cursor !== undefined && (cursor.length > MAX_CURSOR_LENGTH || !CURSOR_ALPHABET.test(cursor))) {
-    problems.push('cursor is not one this service issued; start again without it');
-  }
-  let limit = DEFAULT_PAGE_SIZE;
-  if (limitText !== undefined) {
-    const value = /^\d{1,6}$/.test(limitText) ? Number(limitText) : NaN;
-    if (!Number.isInteger(value) || value < 1 || value > MAX_PAGE_SIZE) problems.push(`limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`);
-    else limit = value;
-  }
   const knownProvider = checkProvider(provider, problems);
-  return { filter: { provider: knownProvider, status: status as ConnectionStatus | undefined }, cursor: cursor ?? null, limit };
+  return { filter: { provider: knownProvider, status: status as ConnectionStatus | undefined }, cursor, limit };
+}
+
+export interface AuditQuery {
+  filter: AuditFilter;
+  cursor: string | null;
+  limit: number;
+}
+
+/** `GET /admin/audit?account=&provider=&actor=&action=&since=&until=&cursor=&limit=`. */
+export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
+  const problems = unexpectedKeys(query, ['account', 'provider', 'actor', 'action', 'since', 'until', 'cursor', 'limit']);
+  const account = optionalString(query, 'account', problems);
+  const provider = optionalString(query, 'provider', problems);
+  const actor = optionalString(query, 'actor', problems);
+  const action = optionalString(query, 'action', problems);
+  const since = optionalTime(query, 'since', problems);
+  const until = optionalTime(query, 'until', problems);
+  const { cursor, limit } = parsePaging(query, problems);
+
+  if (account !== undefined && !ACCOUNT_ID_PATTERN.test(account)) problems.push('account must be 1 to 128 characters of letters, digits and . _ : @ -');
+  if (actor !== undefined && !ACTOR.test(actor)) problems.push('actor must be a key name (letters, digits, . _ -), system, end_user or anonymous');
+  if (action !== undefined && !isAuditAction(action)) problems.push(`action must be one of ${AUDIT_ACTIONS.join(', ')}`);
+  const knownProvider = checkProvider(provider, problems);
+  return { filter: { account, provider: knownProvider, actor, action: action as AuditAction | undefined, since, until }, cursor, limit };
 }
 
 /** `?provider=` of the single-connection routes: optional, and a known provider id when given. */
@@ -64,6 +83,38 @@ function checkProvider(provider: string | undefined, problems: string[]): Provid
   if (problems.length > 0) throw new DomainError(ErrorCode.ValidationFailed, [...problems, ...(unknown ? [unknownMessage] : [])].join('; '));
   if (unknown) throw new DomainError(ErrorCode.ProviderUnknown, unknownMessage);
   return provider;
+}
+
+/** `?cursor=&limit=` of a paged route; problems are added to `problems`. */
+function parsePaging(query: Record<string, unknown>, problems: string[]): { cursor: string | null; limit: number } {
+  const cursor = optionalString(query, 'cursor', problems);
+  const limitText = optionalString(query, 'limit', problems);
+  if (cursor !== undefined && (cursor.length > MAX_CURSOR_LENGTH || !CURSOR_ALPHABET.test(cursor))) {
+    problems.push('cursor is not one this service issued; start again without it');
+  }
+  let limit = DEFAULT_PAGE_SIZE;
+  if (limitText !== undefined) {
+    const value = /^\d{1,6}$/.test(limitText) ? Number(limitText) : NaN;
+    if (!Number.isInteger(value) || value < 1 || value > MAX_PAGE_SIZE) problems.push(`limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`);
+    else limit = value;
+  }
+  return { cursor: cursor ?? null, limit };
+}
+
+/** An ISO 8601 time with a date and, when it has a time of day, a zone (`2026-06-01`, `2026-06-01T12:00:00Z`). */
+function optionalTime(query: Record<string, unknown>, key: string, problems: string[]): Date | undefined {
+  const text = optionalString(query, key, problems);
+  if (text === undefined) return undefined;
+  const at = ISO_TIME.test(text) ? new Date(text) : undefined;
+  if (at === undefined || Number.isNaN(at.getTime())) {
+    problems.push(`${key} must be an ISO 8601 time such as 2026-06-01T12:00:00Z`);
+    return undefined;
+  }
+  return at;
+}
+
+function isAuditAction(value: string): value is AuditAction {
+  return (AUDIT_ACTIONS as ReadonlyArray<string>).includes(value);
 }
 
 function unexpectedKeys(query: Record<string, unknown>, allowed: ReadonlyArray<string>): string[] {

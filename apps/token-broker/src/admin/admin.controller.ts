@@ -1,11 +1,12 @@
 import { AdminAccess, Caller, CurrentCaller } from '@app/auth';
 import { ConnectionStatus } from '@app/connections';
+import { AUDIT_ACTIONS } from '@app/observability';
 import { PROVIDER_IDS } from '@app/providers';
 import { Controller, Get, Header, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './admin-query';
-import { ConnectionPageDto, ConnectionViewDto, RefreshResponseDto, RevokeAllResponseDto, RevokeResponseDto } from './admin.dto';
+import { AuditPageDto, ConnectionPageDto, ConnectionViewDto, RefreshResponseDto, RevokeAllResponseDto, RevokeResponseDto } from './admin.dto';
 import { AdminRequest, AdminService } from './admin.service';
 
 const PROVIDER_QUERY = {
@@ -89,6 +90,25 @@ export class AdminController {
     @Query() query: Record<string, unknown>,
   ): Promise<RefreshResponseDto> {
     return this.admin.refresh(asking(caller, request), account, query);
+  }
+
+  @Get('audit')
+  @Header('cache-control', 'no-store')
+  @ApiOperation({
+    summary: 'the audit trail, newest first: who did what (token reads aggregated per minute, with a count)',
+    description: 'Filters combine; `since` is inclusive and `until` exclusive (ISO 8601 times). Never a secret.',
+  })
+  @ApiOkResponse({ type: AuditPageDto })
+  @ApiQuery({ name: 'account', required: false, type: String })
+  @ApiQuery({ name: 'provider', required: false, enum: [...PROVIDER_IDS] })
+  @ApiQuery({ name: 'actor', required: false, type: String, description: 'a key name, system, end_user or anonymous' })
+  @ApiQuery({ name: 'action', required: false, enum: [...AUDIT_ACTIONS] })
+  @ApiQuery({ name: 'since', required: false, type: String, description: 'ISO 8601 time, inclusive' })
+  @ApiQuery({ name: 'until', required: false, type: String, description: 'ISO 8601 time, exclusive' })
+  @ApiQuery({ name: 'cursor', required: false, type: String, description: 'nextCursor of the previous page' })
+  @ApiQuery({ name: 'limit', required: false, type: Number, description: `page size, 1-${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})` })
+  async audit(@CurrentCaller() caller: Caller, @Req() request: FastifyRequest, @Query() query: Record<string, unknown>): Promise<AuditPageDto> {
+    return this.admin.auditRecords(asking(caller, request), query);
   }
 
   @Post('providers/:provider/revoke-all')

@@ -1,4 +1,5 @@
 import { ConnectionRecord, ConnectionStatus } from '@app/connections';
+import { AUDIT_ACTIONS, AuditAction, AuditActorKind, AuditRecord } from '@app/observability';
 import { PROVIDER_IDS } from '@app/providers';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { TOKEN_REVOCATIONS, TokenRevocation } from '@app/revocation';
@@ -116,4 +117,38 @@ function identityView(identity: NonNullable<ConnectionRecord['identity']>): Conn
 
 function iso(value: Date | null): string | null {
   return value ? value.toISOString() : null;
+}
+
+export class AuditItemDto {
+  @ApiProperty({ description: 'when it happened; for token.read, the start of its minute' }) at!: string;
+  @ApiProperty({ example: 'billing', description: 'the API key\'s name (never its secret), system, end_user or anonymous' }) actor!: string;
+  @ApiProperty({ enum: ['admin', 'service', 'system', 'end_user', 'anonymous'] }) actorKind!: AuditActorKind;
+  @ApiProperty({ enum: [...AUDIT_ACTIONS] }) action!: AuditAction;
+  @ApiProperty({ nullable: true, type: String }) account!: string | null;
+  @ApiProperty({ nullable: true, type: String }) provider!: string | null;
+  @ApiProperty({ example: 'served', description: 'what happened, or the error code the caller was answered with' }) outcome!: string;
+  @ApiProperty({ description: 'events in this record: token reads of that minute; 1 for anything else' }) count!: number;
+  @ApiProperty({ nullable: true, type: String }) requestId!: string | null;
+  @ApiProperty({ nullable: true, type: Object, description: 'a few non-secret facts about the outcome' }) detail!: Record<string, unknown> | null;
+}
+
+export class AuditPageDto {
+  @ApiProperty({ type: [AuditItemDto], description: 'newest first' }) items!: AuditItemDto[];
+  @ApiProperty({ nullable: true, type: String, description: 'pass as ?cursor= for the next page; null on the last page' }) nextCursor!: string | null;
+}
+
+/** An audit record as the admin API shows it, field by field. */
+export function toAuditItem(record: AuditRecord): AuditItemDto {
+  return {
+    at: record.at.toISOString(),
+    actor: record.actor,
+    actorKind: record.actorKind,
+    action: record.action,
+    account: record.account ?? null,
+    provider: record.provider ?? null,
+    outcome: record.outcome,
+    count: record.count ?? 1,
+    requestId: record.requestId ?? null,
+    detail: record.detail ? { ...record.detail } : null,
+  };
 }

@@ -1,5 +1,5 @@
+import { AuditModule } from '@app/audit';
 import { ConnectionsModule } from '@app/connections';
-import { AuditLog } from '@app/observability';
 import { ProvidersModule } from '@app/providers';
 import { RefreshModule } from '@app/refresh';
 import { RevocationModule } from '@app/revocation';
@@ -11,11 +11,12 @@ import { AdminService } from './admin.service';
 /**
  * The /admin feature: list, inspect, revoke and refresh connections with an admin key.
  * It reuses the refresh engine (one refresh path for everyone) and the read path's cache
- * (to drop an account at once after its own writes); it never hands out a token.
+ * (to drop an account at once after its own writes); it never hands out a token. Every request
+ * is audited, and the audit trail is read here too (GET /admin/audit).
  */
 @Module({
-  imports: [ConnectionsModule, ProvidersModule, RefreshModule, RevocationModule, TokensModule],
+  imports: [AuditModule, ConnectionsModule, ProvidersModule, RefreshModule, RevocationModule, TokensModule],
   controllers: [AdminController],
-  providers: [AdminService, AuditLog],
+  providers: [AdminService],
 })
 export class AdminModule {}

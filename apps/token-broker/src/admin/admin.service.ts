@@ -1,3 +1,4 @@
+import { AuditRepository } from '@app/audit';
 import { Caller } from '@app/auth';
 import { assertAccountId, DomainError, ErrorCode } from '@app/common';
 import { AppConfig } from '@app/config';
@@ -9,14 +10,16 @@ import { ConnectionRevoker, RevocationReport } from '@app/revocation';
 import { ConnectionCache } from '@app/tokens';
 import { Injectable } from '@nestjs/common';
 import { errorCodeOf } from '../http/error.filter';
-import { assertNoQuery, parseListQuery, parseProviderQuery } from './admin-query';
+import { assertNoQuery, parseAuditQuery, parseListQuery, parseProviderQuery } from './admin-query';
 import {
+  AuditPageDto,
   ConnectionPageDto,
   ConnectionViewDto,
   MAX_FAILED_ACCOUNTS,
   RefreshResponseDto,
   RevokeAllResponseDto,
   RevokeResponseDto,
+  toAuditItem,
   toConnectionView,
 } from './admin.dto';
 
@@ -34,7 +37,7 @@ export interface AdminRequest {
 }
 
 /** The audit actions of /admin (DESIGN, "Audit trail"). */
-type AdminAction = 'connections.list' | 'connections.get' | 'connection.revoke' | 'connection.refresh' | 'provider.revoke_all';
+type AdminAction = 'connections.list' | 'connections.get' | 'connection.revoke' | 'connection.refresh' | 'provider.revoke_all' | 'audit.list';
 
 /** What an admin action learns about its own audit record while it runs. */
 interface AuditDraft {
@@ -64,7 +67,18 @@ export class AdminService {
     private readonly engine: RefreshEngine,
     private readonly cache: ConnectionCache,
     private readonly audit: AuditLog,
+    private readonly auditTrail: AuditRepository,
   ) {}
+
+  /** The audit trail, newest first: what GET /admin/audit answers. Reading it is audited too. */
+  async auditRecords(asking: AdminRequest, query: Record<string, unknown>): Promise<AuditPageDto> {
+    return this.audited(asking, 'audit.list', { account: rawString(query.account), provider: rawString(query.provider) }, async (draft) => {
+      const { filter, cursor, limit } = parseAuditQuery(query);
+      const page = await this.auditTrail.list(filter, cursor, limit);
+      draft.detail = { actor: filter.actor ?? null, action: filter.action ?? null, returned: page.items.length };
+      return { items: page.items.map(toAuditItem), nextCursor: page.nextCursor };
+    });
+  }
 
   async list(asking: AdminRequest, query: Record<string, unknown>): Promise<ConnectionPageDto> {
     return this.audited(asking, 'connections.list', { provider: rawString(query.provider) }, async (draft) => {

@@ -1,9 +1,10 @@
 import { Public } from '@app/auth';
 import { DomainError, ErrorCode } from '@app/common';
-import { CallbackOutcome, callbackBouncePage, ConnectService, failedPage, connectedPage, PAGE_HEADERS } from '@app/connect';
+import { CallbackOutcome, callbackBouncePage, ConnectService, ConnectSession, failedPage, connectedPage, PAGE_HEADERS } from '@app/connect';
+import { AuditLog } from '@app/observability';
 import { isProviderId, providerDefinition } from '@app/providers';
 import { describeDatabaseError, isDatabaseUnavailable } from '@app/database';
-import { DATABASE_RETRY_AFTER_SEC } from '../http/error.filter';
+import { DATABASE_RETRY_AFTER_SEC, errorCodeOf } from '../http/error.filter';
 import { httpStatusOf } from '../http/http-status';
 import { Controller, Get, Logger, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
@@ -20,7 +21,10 @@ import type { ServerResponse } from 'node:http';
 export class ConnectController {
   private readonly logger = new Logger('Connect');
 
-  constructor(private readonly connect: ConnectService) {}
+  constructor(
+    private readonly connect: ConnectService,
+    private readonly audit: AuditLog,
+  ) {}
 
   /**
    * The connect link: a confirmation page, never the redirect. Fastify answers HEAD with this
@@ -81,9 +85,11 @@ export class ConnectController {
     try {
       outcome = await this.connect.complete(provider, params, request.raw, reply.raw);
     } catch (error) {
+      this.auditCallback(request, provider, { kind: 'failed', code: errorCodeOf(error) });
       this.sendFailure(reply.raw, provider, error);
       return;
     }
+    this.auditCallback(request, provider, outcome);
     const returnTo = outcome.session?.returnTo;
     if (returnTo) {
       const target = new URL(returnTo);
@@ -99,6 +105,21 @@ export class ConnectController {
     const name = displayName(provider);
     if (outcome.kind === 'connected') send(reply.raw, 200, connectedPage(name, outcome.session.account));
     else send(reply.raw, httpStatusOf(outcome.code), failedPage(name, outcome.code, outcome.message));
+  }
+
+  /** `connect.callback`: connected, denied (the user said no at the provider) or failed with its code. */
+  private auditCallback(request: FastifyRequest, provider: string, outcome: Pick<CallbackOutcome, 'kind'> & { code?: ErrorCode; session?: ConnectSession; providerError?: string }): void {
+    const denied = outcome.code === ErrorCode.AccessDenied;
+    this.audit.record({
+      action: 'connect.callback',
+      actor: 'end_user',
+      actorKind: 'end_user',
+      account: outcome.session?.account ?? null,
+      provider,
+      outcome: outcome.kind === 'connected' ? 'connected' : denied ? 'denied' : 'failed',
+      requestId: String(request.id),
+      detail: outcome.kind === 'connected' || denied ? undefined : { code: outcome.code, ...(outcome.providerError ? { providerError: outcome.providerError } : {}) },
+    });
   }
 
   private sendFailure(res: ServerResponse, provider: string, error: unknown): void {

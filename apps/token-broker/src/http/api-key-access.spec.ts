@@ -5,8 +5,10 @@
  * throws domain errors and never imports the app).
  */
 import { Caller, AdminAccess, AuthModule, CurrentCaller, Public, ServiceAccess } from '@app/auth';
+import { Clock, ManualClock } from '@app/common';
 import { ConfigModule, loadConfig } from '@app/config';
-import { Controller, Get, INestApplication } from '@nestjs/common';
+import { AuditLog, AuditRecord } from '@app/observability';
+import { Controller, Get, Global, INestApplication, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
@@ -56,6 +58,18 @@ class AdminAreaController {
   }
 }
 
+/** What the broker's ObservabilityModule and CoreModule give AuthModule, with the audit records kept here. */
+const audited: AuditRecord[] = [];
+@Global()
+@Module({
+  providers: [
+    { provide: Clock, useValue: new ManualClock(Date.UTC(2026, 5, 1, 12)) },
+    { provide: AuditLog, useFactory: (clock: Clock) => new AuditLog(clock, [{ write: (record) => audited.push(record) }]), inject: [Clock] },
+  ],
+  exports: [Clock, AuditLog],
+})
+class AuditTrailModule {}
+
 describe('ApiKeyGuard over HTTP', () => {
   let app: INestApplication;
   let baseUrl: string;
@@ -85,7 +99,7 @@ describe('ApiKeyGuard over HTTP', () => {
       ADMIN_API_KEYS: `oncall:${ADMIN_KEY}`,
     });
     const moduleRef = await Test.createTestingModule({
-      imports: [ConfigModule.forRoot(config), AuthModule],
+      imports: [ConfigModule.forRoot(config), AuditTrailModule, AuthModule],
       controllers: [ProbeController, AdminAreaController],
       providers: [{ provide: APP_FILTER, useClass: ErrorFilter }],
     }).compile();
@@ -142,6 +156,26 @@ describe('ApiKeyGuard over HTTP', () => {
   ])('answers 401 JSON, echoing nothing, for %s', async (_case, authorization) => {
     await expectError(await call('/probe/service', authorization), 401, 'unauthorized');
     await expectError(await call('/probe/admin', authorization), 401, 'unauthorized');
+  });
+
+  it('audits every refusal as auth.denied: the key’s name and kind when it is one, else anonymous; never a key', async () => {
+    audited.length = 0;
+    await call('/probe/service');
+    await call('/probe/service?session=abc', `Bearer ${UNKNOWN_KEY}`);
+    await call('/probe/admin', `Bearer ${SERVICE_KEY}`);
+    await call('/probe/service', `Bearer ${SERVICE_KEY}`);
+    await call('/probe/undeclared', `Bearer ${ADMIN_KEY}`);
+
+    const denial = (actor: string, actorKind: string, outcome: string, path: string) =>
+      expect.objectContaining({ action: 'auth.denied', actor, actorKind, outcome, requestId: expect.any(String) as string, detail: { method: 'GET', path } });
+    expect(audited).toEqual([
+      denial('anonymous', 'anonymous', 'unauthenticated', '/probe/service'),
+      denial('anonymous', 'anonymous', 'unauthenticated', '/probe/service'),
+      denial('reports', 'service', 'forbidden', '/probe/admin'),
+      denial('anonymous', 'anonymous', 'forbidden', '/probe/undeclared'),
+    ]);
+    const text = JSON.stringify(audited);
+    for (const secret of [SERVICE_KEY, ADMIN_KEY, UNKNOWN_KEY]) expect(text).not.toContain(secret);
   });
 
   it('keeps a route without an access rule closed, even to an admin', async () => {

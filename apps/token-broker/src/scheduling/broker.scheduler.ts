@@ -1,3 +1,4 @@
+import { AuditRetention } from '@app/audit';
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectService } from '@app/connect';
@@ -22,6 +23,7 @@ export class BrokerScheduler implements OnApplicationBootstrap, OnApplicationShu
     private readonly sweeper: RefreshSweeper,
     private readonly connect: ConnectService,
     private readonly clock: Clock,
+    private readonly auditRetention: AuditRetention,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -43,6 +45,16 @@ export class BrokerScheduler implements OnApplicationBootstrap, OnApplicationShu
       await this.sweeper.sweep();
     } catch (error) {
       this.logger.error({ err: error }, 'refresh sweep failed; the next interval tries again');
+    }
+  }
+
+  /** AUDIT_RETENTION_DAYS: older audit records go, in batches. */
+  @Cron(CronExpression.EVERY_HOUR, { name: 'prune-audit' })
+  async pruneAudit(): Promise<void> {
+    try {
+      await this.auditRetention.prune();
+    } catch (error) {
+      this.logger.warn(`could not prune old audit records: ${(error as Error).message}`);
     }
   }
 

@@ -1,13 +1,14 @@
-import { ApiKeyVerifier } from '@app/auth';
-import { ACCOUNT_ID_PATTERN, assertAccountId } from '@app/common';
-import { PROVIDER_IDS } from '@app/providers';
+import { TokenReadAudit } from '@app/audit';
+import { ApiKeyVerifier, Caller, ServiceGrants } from '@app/auth';
+import { ACCOUNT_ID_PATTERN, assertAccountId, ErrorCode } from '@app/common';
+import { isProviderId, PROVIDER_IDS, ProviderId, unknownProviderError } from '@app/providers';
 import { IssuedToken, MAX_MIN_VALIDITY_SEC, TokenService } from '@app/tokens';
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { OpenAPIObject } from '@nestjs/swagger';
 import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { sendError } from '../http/error.filter';
+import { errorCodeOf, sendError } from '../http/error.filter';
 import { parseTokenQuery, TOKEN_RESPONSE_SCHEMA } from './token-read.dto';
 
 export const TOKEN_READ_PATH = '/tokens/:account';
@@ -37,7 +38,9 @@ export class TokenReadRoute implements OnModuleInit {
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     private readonly verifier: ApiKeyVerifier,
+    private readonly grants: ServiceGrants,
     private readonly tokens: TokenService,
+    private readonly reads: TokenReadAudit,
   ) {}
 
   onModuleInit(): void {
@@ -56,16 +59,57 @@ export class TokenReadRoute implements OnModuleInit {
    * Synchronous for a cached token that needs no refresh; a promise otherwise (see
    * TokenService.tokenFor). Fastify sends either, and routes a synchronous throw or a rejection
    * alike to the errorHandler.
+   *
+   * The caller's grants are checked in memory before any cache or database lookup, so a refusal
+   * reads the same whether the account exists or not. Every answer to an authenticated caller is
+   * counted for the audit trail (TokenReadAudit: in memory, aggregated per minute), never written
+   * per request.
    */
   private read(request: FastifyRequest<{ Params: { account: string } }>, reply: FastifyReply): IssuedToken | Promise<IssuedToken> {
     // First, so that every answer carries it, errors included.
     void reply.header('cache-control', 'no-store');
-    this.verifier.authorize(request.headers.authorization, 'service');
+    const caller = this.verifier.authorize(request.headers.authorization, 'service', request);
     const account = request.params.account;
-    assertAccountId(account);
-    const { provider, minValiditySec } = parseTokenQuery(request.query as Record<string, unknown>);
-    return this.tokens.tokenFor(account, provider, minValiditySec);
+    let provider: string | undefined;
+    try {
+      assertAccountId(account);
+      const query = parseTokenQuery(request.query as Record<string, unknown>);
+      provider = query.provider;
+      let granted: ReadonlyArray<ProviderId> | undefined;
+      if (provider === undefined) granted = this.grants.grantedProviders(caller, account);
+      else if (isProviderId(provider)) this.grants.assertGranted(caller, provider, account);
+      else throw unknownProviderError(provider);
+      const issued = this.tokens.tokenFor(account, provider, query.minValiditySec, granted);
+      if (issued instanceof Promise) return issued.then((token) => this.served(caller, token), (error: unknown) => this.refused(caller, account, provider, error));
+      return this.served(caller, issued);
+    } catch (error) {
+      return this.refused(caller, account, provider, error);
+    }
   }
+
+  private served(caller: Caller, token: IssuedToken): IssuedToken {
+    this.reads.count(caller.name, token.account, token.provider, SERVED);
+    return token;
+  }
+
+  private refused(caller: Caller, account: string, provider: string | undefined, error: unknown): never {
+    this.reads.count(caller.name, account, provider ?? null, readOutcome(error));
+    throw error;
+  }
+}
+
+const SERVED = 'served';
+
+/** DESIGN's words for the outcomes of a read it names; any other refusal is recorded by its error code. */
+const READ_OUTCOMES: Partial<Record<ErrorCode, string>> = {
+  [ErrorCode.ConnectionNotFound]: 'not_found',
+  [ErrorCode.ProviderUnavailable]: 'unavailable',
+};
+
+/** The audit outcome of a read that was not served. */
+function readOutcome(error: unknown): string {
+  const code = errorCodeOf(error);
+  return READ_OUTCOMES[code] ?? code;
 }
 
 /** Adds GET /tokens/{account} to the OpenAPI document, as @nestjs/swagger would for a controller route. */
@@ -105,7 +149,7 @@ export function documentTokenRead(document: OpenAPIObject): void {
         200: { description: 'the token', content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenResponse' } } } },
         400: error('invalid_account, provider_unknown, provider_ambiguous (lists the providers) or validation_failed'),
         401: error('no API key, or one that is not recognised'),
-        403: error('not a service key'),
+        403: error('forbidden: not a service key; not_granted: the account or provider is outside this service key\'s SERVICE_GRANTS (the same answer whether the account exists or not)'),
         404: error('connection_not_found'),
         409: error('needs_reauth or revoked: open a new connect session'),
         500: error('token_unreadable: the stored token cannot be decrypted (its key left TOKEN_ENCRYPTION_KEYS, or the row was altered); or internal, with a request id'),

@@ -1,0 +1,89 @@
+import { ManualClock } from '@app/common';
+import { Metrics } from '@app/observability';
+import { MAX_COUNTED_ACCOUNTS, TokenReadAudit } from './token-read-audit';
+
+const T0 = Date.UTC(2026, 5, 1, 12, 0, 10);
+
+describe('TokenReadAudit', () => {
+  let clock: ManualClock;
+  let metrics: Metrics;
+  let reads: TokenReadAudit;
+  beforeEach(() => {
+    clock = new ManualClock(T0);
+    metrics = new Metrics();
+    reads = new TokenReadAudit(clock, metrics);
+  });
+
+  const rows = () =>
+    reads
+      .drain()
+      .records.map(({ at, actor, account, provider, outcome, count, action, actorKind }) => ({ at: at.toISOString(), action, actor, actorKind, account, provider, outcome, count }))
+      .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+
+  it('aggregates reads per minute, service, account, provider and outcome', () => {
+    for (let i = 0; i < 3; i++) reads.count('billing', 'acme', 'copyai', 'served');
+    reads.count('billing', 'acme', null, 'not_granted');
+    reads.count('crm', 'acme', 'copyai', 'served');
+    reads.count('billing', 'globex', 'copper', 'served');
+    const minute = '2026-06-01T12:00:00.000Z';
+    const row = (actor: string, account: string, provider: string | null, outcome: string, count: number) => ({
+      at: minute,
+      action: 'token.read',
+      actor,
+      actorKind: 'service',
+      account,
+      provider,
+      outcome,
+      count,
+    });
+    expect(rows()).toEqual(
+      [row('billing', 'acme', 'copyai', 'served', 3), row('billing', 'acme', null, 'not_granted', 1), row('crm', 'acme', 'copyai', 'served', 1), row('billing', 'globex', 'copper', 'served', 1)].sort(
+        (a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)),
+      ),
+    );
+  });
+
+  it('hands each read on once: a drain starts the counts again', () => {
+    reads.count('billing', 'acme', 'copyai', 'served');
+    reads.count('billing', 'acme', 'copyai', 'served');
+    expect(rows().map((r) => r.count)).toEqual([2]);
+    expect(rows()).toEqual([]);
+    reads.count('billing', 'acme', 'copyai', 'served');
+    expect(rows().map((r) => r.count)).toEqual([1]);
+  });
+
+  it('starts a new record when the minute changes, and hands on the closed minute too', () => {
+    reads.count('billing', 'acme', 'copyai', 'served');
+    clock.set(Date.UTC(2026, 5, 1, 12, 1, 0));
+    reads.count('billing', 'acme', 'copyai', 'served');
+    reads.count('billing', 'acme', 'copyai', 'served');
+    expect(rows().map((r) => [r.at, r.count])).toEqual([
+      ['2026-06-01T12:00:00.000Z', 1],
+      ['2026-06-01T12:01:00.000Z', 2],
+    ]);
+  });
+
+  it('counts at most MAX_COUNTED_ACCOUNTS accounts at once, and reports the reads it had no room for', () => {
+    for (let i = 0; i < MAX_COUNTED_ACCOUNTS; i++) reads.count('billing', `acct-${i}`, 'copyai', 'served');
+    reads.count('billing', 'one-too-many', 'copyai', 'served');
+    reads.count('billing', 'acct-0', 'copyai', 'served');
+    const drained = reads.drain();
+    expect(drained.records).toHaveLength(MAX_COUNTED_ACCOUNTS);
+    expect(drained.dropped).toBe(1);
+    expect(drained.records.find((r) => r.account === 'acct-0')?.count).toBe(2);
+    // Accounts read since the last drain keep their place until a drain finds them idle.
+    expect(reads.drain()).toEqual({ records: [], dropped: 0 });
+    reads.count('billing', 'one-too-many', 'copyai', 'served');
+    expect(reads.drain()).toEqual({ records: [expect.objectContaining({ account: 'one-too-many', count: 1 })], dropped: 0 });
+  });
+
+  it('adds what it hands on to the per-service read metric', async () => {
+    reads.count('billing', 'acme', 'copyai', 'served');
+    reads.count('billing', 'globex', 'copyai', 'served');
+    reads.count('crm', 'acme', null, 'not_granted');
+    reads.drain();
+    const text = await metrics.registry.getSingleMetricAsString('token_broker_token_reads_by_service_total');
+    expect(text).toContain('token_broker_token_reads_by_service_total{service="billing",outcome="served"} 2');
+    expect(text).toContain('token_broker_token_reads_by_service_total{service="crm",outcome="not_granted"} 1');
+  });
+});
