@@ -3,6 +3,7 @@ import { CreateConnectFlow1795443600000 } from './1795443600000-CreateConnectFlo
 import { NotifyConnectionChanges1795444800000 } from './1795444800000-NotifyConnectionChanges';
 import { TrackSealedKeyIds1795450000000 } from './1795450000000-TrackSealedKeyIds';
 import { CreateAuditEvents1795460000000 } from './1795460000000-CreateAuditEvents';
+import { StaticCredentials1795470000000 } from './1795470000000-StaticCredentials';
 
 /** Every migration, in order. A new migration file is added here too. */
 export const MIGRATIONS: Array<new () => unknown> = [
@@ -11,4 +12,5 @@ export const MIGRATIONS: Array<new () => unknown> = [
   NotifyConnectionChanges1795444800000,
   TrackSealedKeyIds1795450000000,
   CreateAuditEvents1795460000000,
+  StaticCredentials1795470000000,
 ];

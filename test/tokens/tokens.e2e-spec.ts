@@ -52,8 +52,8 @@ describe('GET /tokens/:account', () => {
     const copyai = await read('acme');
     expect(copyai.status).toBe(200);
     // The answer goes through a compiled response schema: a field it does not list would be dropped.
-    expect(Object.keys(copyai.body).sort()).toEqual(['accessToken', 'account', 'apply', 'expiresAt', 'provider', 'scope', 'tokenType']);
-    expect(copyai.body).toMatchObject({ account: 'acme', provider: 'copyai', tokenType: 'Bearer' });
+    expect(Object.keys(copyai.body).sort()).toEqual(['accessToken', 'account', 'apply', 'authMode', 'expiresAt', 'provider', 'scope', 'tokenType']);
+    expect(copyai.body).toMatchObject({ account: 'acme', provider: 'copyai', tokenType: 'Bearer', authMode: 'oauth2' });
     expect(new Date(copyai.body.expiresAt!).getTime()).toBeGreaterThan(Date.now());
     expect(copyai.body.apply.headers.Authorization).toBe(`Bearer ${copyai.body.accessToken}`);
     expect(copyai.body.expiresAt).not.toBeNull();

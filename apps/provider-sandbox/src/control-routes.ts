@@ -6,6 +6,7 @@ import { HttpError, RouteHandler, Router, readJson, sendJson, sendNoContent } fr
 import {
   SandboxInputError,
   isObject,
+  parseApiKey,
   parseBehaviourPatch,
   parseCount,
   parseExpiresInSec,
@@ -85,6 +86,16 @@ export function registerControlRoutes(router: Router, sandbox: ProviderSandbox):
     sandbox.resetStats();
     sendNoContent(res);
   });
+
+  router.add(
+    'POST',
+    '/_sandbox/api-keys',
+    guarded(async (req, res) => {
+      const body = await jsonObject(req);
+      const registered = sandbox.registerApiKey(parseProvider(body.provider), { user: parseUser(body.user), apiKey: parseApiKey(body.apiKey) });
+      sendJson(res, 200, registered, { 'cache-control': 'no-store' });
+    }),
+  );
 
   router.add(
     'POST',

@@ -328,7 +328,7 @@ function injectFailure(deps: OAuthRouteDeps, res: ServerResponse, failure: Injec
 
 // ---- API: identity, token check, revocation ------------------------------------------------
 
-/** The valid token's record, or undefined after answering 401 the RFC 6750 way. */
+/** The record of the valid token (or API key) presented, or undefined after answering 401 the RFC 6750 way. */
 function authenticatedRecord(
   spec: ProviderSpec,
   deps: OAuthRouteDeps,
@@ -337,7 +337,12 @@ function authenticatedRecord(
   query: URLSearchParams,
 ): AccessTokenRecord | undefined {
   const presented = spec.tokenPresentation === 'bearer-header' ? bearerToken(req) : param(query, 'access_token');
-  const record = presented === undefined ? undefined : deps.state.validAccessToken(spec, presented);
+  let record = presented === undefined ? undefined : deps.state.validAccessToken(spec, presented);
+  // Not an OAuth token: an API key presented the provider's own way.
+  if (!record) {
+    const apiKey = spec.presentedApiKey(req.headers, query);
+    if (apiKey) record = deps.state.validApiKey(spec, apiKey);
+  }
   if (!record) {
     const headers: Record<string, string> = {};
     if (spec.tokenPresentation === 'bearer-header') {

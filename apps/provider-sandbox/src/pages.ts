@@ -10,7 +10,8 @@ function page(title: string, body: string): string {
     '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">' +
     `<meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeHtml(title)}</title>` +
     '<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}' +
-    '.sandbox{color:#a33;font-size:.85rem}button{font-size:1rem;margin-right:.5rem;padding:.4rem 1.2rem}</style>' +
+    '.sandbox{color:#a33;font-size:.85rem}button{font-size:1rem;margin-right:.5rem;padding:.4rem 1.2rem}' +
+    '.fake{border:2px dashed #a33;background:#fff4f4;color:#700;padding:.6rem .8rem;margin-bottom:1.5rem}</style>' +
     `</head><body>${body}<p class="sandbox">Provider sandbox: a fake for tests and demos, never for production.</p></body></html>\n`
   );
 }
@@ -33,11 +34,19 @@ export interface ConsentPageInput {
   fields: Record<string, string | undefined>;
 }
 
+/**
+ * Where a person decides. It is the page a demo user lands on from a real-looking link, so it
+ * says first and plainly that this is not the provider: no account of theirs is involved.
+ */
 export function consentPage(input: ConsentPageInput): string {
   const scope = input.scope ? `<code id="scope">${escapeHtml(input.scope)}</code>` : '<em id="scope">no particular scope</em>';
+  const name = escapeHtml(input.providerName);
   return page(
-    `${input.providerName}: authorize access`,
-    `<h1>${escapeHtml(input.providerName)}</h1>` +
+    `Fake ${input.providerName} (provider sandbox): authorize access`,
+    `<p class="fake" id="fake-notice" role="note"><strong>This is not ${name}.</strong> It is a fake ${name} sign-in, ` +
+      `played by token-broker's provider sandbox for tests and demos: no real ${name} account is involved, nothing you ` +
+      'do here reaches the real service, and the tokens it issues work nowhere else.</p>' +
+      `<h1>${name} <small>(fake)</small></h1>` +
       `<p>Signed in as <strong id="user">${escapeHtml(input.userName)}</strong> (${escapeHtml(input.userEmail)}).</p>` +
       `<p>The application <code id="client-id">${escapeHtml(input.clientId)}</code> asks for access: ${scope}.</p>` +
       `<form method="post" action="${escapeHtml(input.decisionPath)}">\n${hiddenInputs(input.fields)}\n` +

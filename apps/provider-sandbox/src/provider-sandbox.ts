@@ -21,6 +21,7 @@ import { registerProviderRoutes } from './oauth-routes';
 import { perSandboxProvider, PROVIDER_SPECS } from './providers';
 import {
   DEFAULT_USER,
+  parseApiKey,
   parseBehaviourPatch,
   parseCount,
   parseExpiresInSec,
@@ -35,6 +36,8 @@ import {
   IssueTokensOptions,
   ProviderBehaviour,
   ProviderSandbox,
+  RegisterApiKeyOptions,
+  RegisteredApiKey,
   SANDBOX_PROVIDERS,
   SandboxClient,
   SandboxEndpoints,
@@ -150,6 +153,12 @@ class RunningProviderSandbox implements ProviderSandbox {
     const spec = PROVIDER_SPECS[parseProvider(p)];
     const user = parseUser(opts.user) ?? userFromId(DEFAULT_USER.id);
     return spec.tokenResponse(this.state.mint(spec, user, parseExpiresInSec(opts.expiresInSec)));
+  }
+
+  registerApiKey(p: SandboxProvider, opts: RegisterApiKeyOptions = {}): RegisteredApiKey {
+    const spec = PROVIDER_SPECS[parseProvider(p)];
+    const user = parseUser(opts.user) ?? userFromId(DEFAULT_USER.id);
+    return this.state.registerApiKey(spec, user, parseApiKey(opts.apiKey));
   }
 
   stats(): SandboxStats {

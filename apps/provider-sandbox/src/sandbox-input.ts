@@ -119,6 +119,13 @@ export function parseFailure(input: unknown): InjectedFailure {
   return failure;
 }
 
+/** An API key a test chooses: printable, no spaces (it travels in headers and queries). */
+export function parseApiKey(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^[\x21-\x7e]{1,512}$/.test(value)) throw new SandboxInputError('apiKey must be 1 to 512 printable characters without spaces');
+  return value;
+}
+
 export function parseCount(value: unknown): number {
   if (value === undefined) return 1;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { perSandboxProvider } from './providers';
-import { AuthorizeRequest, IssuedTokens, OAuthError, ProviderSpec } from './providers/provider-spec';
+import { AuthorizeRequest, IssuedTokens, OAuthError, PresentedApiKey, ProviderSpec } from './providers/provider-spec';
 import { StatsRecorder } from './sandbox-stats';
 import {
   InjectedFailure,
@@ -42,6 +42,12 @@ interface CodeRecord {
 export interface AccessTokenRecord {
   readonly grant: Grant;
   readonly expiresAt: number | null;
+}
+
+/** An API key a test registered: valid for its provider, with the email its owner has (Copper checks it). */
+interface ApiKeyRecord {
+  readonly grant: Grant;
+  readonly userEmail: string;
 }
 
 interface RefreshTokenRecord {
@@ -86,6 +92,7 @@ export class SandboxState {
   private readonly codes = new Map<string, CodeRecord>();
   private readonly accessTokens = new Map<string, AccessTokenRecord>();
   private readonly refreshTokens = new Map<string, RefreshTokenRecord>();
+  private readonly apiKeys = new Map<string, ApiKeyRecord>();
   private readonly secretDigests: Record<SandboxProvider, Buffer>;
 
   constructor(
@@ -106,6 +113,7 @@ export class SandboxState {
     this.codes.clear();
     this.accessTokens.clear();
     this.refreshTokens.clear();
+    this.apiKeys.clear();
     this.stats.reset();
   }
 
@@ -237,6 +245,29 @@ export class SandboxState {
     if (!record || record.grant.provider !== spec.id || record.grant.revoked) return undefined;
     if (record.expiresAt !== null && record.expiresAt <= this.now()) return undefined;
     return record;
+  }
+
+  /** Registers an API key of this provider (a new random one unless `apiKey` is given), owned by `user`. */
+  registerApiKey(spec: ProviderSpec, user: SandboxUser, apiKey: string | undefined): { apiKey: string; userEmail: string } {
+    const key = apiKey ?? randomValue(spec.prefixes.apiKey);
+    const grant: Grant = { provider: spec.id, clientId: '(api key)', user, scope: undefined, revoked: false };
+    this.apiKeys.set(key, { grant, userEmail: user.email });
+    return { apiKey: key, userEmail: user.email };
+  }
+
+  /**
+   * The record of a registered API key presented the provider's whole way (for Copper with its
+   * owner's email, compared without regard to case), as an access token's record, or undefined.
+   */
+  validApiKey(spec: ProviderSpec, presented: PresentedApiKey): AccessTokenRecord | undefined {
+    const record = this.apiKeys.get(presented.key);
+    const valid =
+      record !== undefined &&
+      record.grant.provider === spec.id &&
+      presented.complete &&
+      (!spec.apiKeyNeedsEmail || presented.userEmail?.toLowerCase() === record.userEmail.toLowerCase());
+    this.stats.apiKeyCheck(spec.id, valid);
+    return valid ? { grant: record.grant, expiresAt: null } : undefined;
   }
 
   /**

@@ -20,6 +20,12 @@ export class StatsRecorder {
   private revocations = perProvider(() => 0);
   private identityRequests = perProvider(() => 0);
   private pkce = perProvider(() => ({ challenged: 0, verified: 0 }));
+  private apiKeyChecks = perProvider(() => ({ accepted: 0, refused: 0 }));
+
+  apiKeyCheck(p: SandboxProvider, accepted: boolean): void {
+    if (accepted) this.apiKeyChecks[p].accepted += 1;
+    else this.apiKeyChecks[p].refused += 1;
+  }
 
   tokenRequest(p: SandboxProvider, grant: 'authorizationCode' | 'refresh'): void {
     this.tokenRequests[p][grant] += 1;
@@ -66,6 +72,7 @@ export class StatsRecorder {
       revocations: { ...this.revocations },
       identityRequests: { ...this.identityRequests },
       pkce: perProvider((p) => ({ ...this.pkce[p] })),
+      apiKeyChecks: perProvider((p) => ({ ...this.apiKeyChecks[p] })),
     };
   }
 
@@ -77,5 +84,6 @@ export class StatsRecorder {
     this.revocations = perProvider(() => 0);
     this.identityRequests = perProvider(() => 0);
     this.pkce = perProvider(() => ({ challenged: 0, verified: 0 }));
+    this.apiKeyChecks = perProvider(() => ({ accepted: 0, refused: 0 }));
   }
 }

@@ -110,6 +110,21 @@ export interface SandboxStats {
   identityRequests: Record<SandboxProvider, number>;
   /** PKCE: codes issued for an S256 `code_challenge`, and codes redeemed with the `code_verifier` that matched it. */
   pkce: Record<SandboxProvider, { challenged: number; verified: number }>;
+  /** Requests that presented an API key (not an OAuth token) to the API: accepted, or refused (unknown key, wrong email, a header missing). */
+  apiKeyChecks: Record<SandboxProvider, { accepted: number; refused: number }>;
+}
+
+export interface RegisterApiKeyOptions {
+  /** The key's owner (default: the default user); Copper wants their email beside the key. */
+  user?: SandboxUser | string;
+  /** A key of your choosing instead of a random `<prefix>key_…` one. */
+  apiKey?: string;
+}
+
+export interface RegisteredApiKey {
+  apiKey: string;
+  /** The owner's email (what Copper's X-PW-UserEmail must say). */
+  userEmail: string;
 }
 
 export interface IssueTokensOptions {
@@ -132,6 +147,8 @@ export interface ProviderSandbox {
   clearFailures(p?: SandboxProvider): void;
   /** Mint a token set directly (no dance) exactly as the token endpoint would; refresh, identity and revoke work with it. */
   issueTokens(p: SandboxProvider, opts?: IssueTokensOptions): TokenResponse;
+  /** Makes an API key valid at the provider's API (identity and check endpoints), the provider's documented way. */
+  registerApiKey(p: SandboxProvider, opts?: RegisterApiKeyOptions): RegisteredApiKey;
   stats(): SandboxStats;
   resetStats(): void;
   /** Behaviours, failures, codes, tokens and stats back to defaults. */

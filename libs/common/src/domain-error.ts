@@ -34,6 +34,8 @@ export enum ErrorCode {
   /** RFC 9207: the callback's `iss` is not the configured issuer (or is missing). */
   IssuerMismatch = 'issuer_mismatch',
   TokenUnreadable = 'token_unreadable',
+  /** The provider refused a static credential (API key) when it was checked: nothing was stored. */
+  CredentialRejected = 'credential_rejected',
   PayloadTooLarge = 'payload_too_large',
   UriTooLong = 'uri_too_long',
   NotReady = 'not_ready',

@@ -1,4 +1,4 @@
-import type { ProviderId, ProviderSettings } from '@app/providers';
+import type { ProviderApi, ProviderId, ProviderSettings } from '@app/providers';
 import { inspect } from 'node:util';
 import type { NamedSecret } from './named-secret';
 import { formatServiceGrant, type ServiceGrant } from './service-grants';
@@ -54,6 +54,8 @@ export class AppConfig {
   /** Origin patterns a connect `returnTo` may point at; `*` stands for any port in `http://localhost:*`. */
   readonly connectReturnOrigins!: ReadonlyArray<string>;
   readonly providers!: Readonly<Partial<Record<ProviderId, ProviderSettings>>>;
+  /** Every provider's API, OAuth client configured or not: static credentials and derived tokens need only this. */
+  readonly providerApis!: Readonly<Record<ProviderId, ProviderApi>>;
   readonly refresh!: RefreshSettings;
   /** Accounts whose connections the token read path keeps in memory (TOKEN_CACHE_MAX_ACCOUNTS); 0 turns the cache off. */
   readonly tokenCacheMaxAccounts!: number;

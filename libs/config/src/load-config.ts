@@ -1,5 +1,5 @@
 import { parseKeyRingSpec } from '@app/crypto';
-import { ClientAuthMethod, PROVIDER_DEFINITIONS, ProviderDefinition, ProviderEndpoints, ProviderId, ProviderSettings } from '@app/providers';
+import { ClientAuthMethod, PROVIDER_DEFINITIONS, ProviderApi, ProviderDefinition, ProviderEndpoints, ProviderId, ProviderSettings } from '@app/providers';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
 import { isIPv4 } from 'node:net';
@@ -111,6 +111,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     const settings = readProvider(definition, read, production, problems);
     if (settings) providers[definition.id] = settings;
   }
+  const providerApis = Object.fromEntries(
+    PROVIDER_DEFINITIONS.map((definition) => [definition.id, readProviderApi(definition, providers[definition.id], read, production, problems)]),
+  ) as Record<ProviderId, ProviderApi>;
 
   const refresh = {
     schedulerEnabled: readBoolean(read, 'REFRESH_SCHEDULER_ENABLED', true, problems),
@@ -145,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     adminApiKeys,
     connectReturnOrigins,
     providers,
+    providerApis,
     refresh,
     tokenCacheMaxAccounts,
     serviceGrants,
@@ -265,6 +269,28 @@ function readProvider(
     authorizeParams: readAuthorizeParams(read, prefix, problems),
     issuer: readIssuer(read, `${prefix}_ISSUER`, production, problems),
   };
+}
+
+/**
+ * Where a provider's API is, whether or not its OAuth client is configured: an API key needs no
+ * client. An enabled provider's URL was read and checked with its settings already.
+ */
+function readProviderApi(
+  definition: ProviderDefinition,
+  settings: ProviderSettings | undefined,
+  read: (name: string) => string | undefined,
+  production: boolean,
+  problems: string[],
+): ProviderApi {
+  const variable = `${definition.envPrefix}_${ENDPOINT_VARIABLES.apiUrl}`;
+  let apiUrl: string | null = settings?.endpoints.apiUrl ?? null;
+  const given = read(variable) ?? definition.defaultEndpoints.apiUrl;
+  if (!settings && given !== undefined) {
+    if (!isHttpUrl(given)) problems.push(`${variable}: must be an http(s) URL (got "${given}")`);
+    else if (production && isPlainHttpBeyondLoopback(given)) problems.push(`${variable}: ${HTTPS_IN_PRODUCTION}`);
+    else apiUrl = given.replace(/\/+$/, '');
+  }
+  return { id: definition.id, apiUrl };
 }
 
 function readClientAuth(read: (name: string) => string | undefined, name: string, fallback: ClientAuthMethod, problems: string[]): ClientAuthMethod {

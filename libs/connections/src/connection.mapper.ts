@@ -2,14 +2,14 @@
  * The one mapping between the connections table and ConnectionRecord, shared by every
  * repository here, so the schema is spelled out once for reading.
  */
-import { ConnectionErrorCode, ConnectionRecord, ConnectionStatus, SealedConnection } from './connection.model';
+import { AuthMode, ConnectionErrorCode, ConnectionRecord, ConnectionStatus, SealedConnection } from './connection.model';
 
 /** Columns of a ConnectionRecord (never the sealed values). */
-export const RECORD_COLUMNS = `id, account, provider, status, token_type, scope, expires_at, refresh_token_expires_at,
+export const RECORD_COLUMNS = `id, account, provider, status, auth_mode, credential_user_email, token_type, scope, expires_at, refresh_token_expires_at,
   (refresh_token_sealed IS NOT NULL) AS has_refresh_token, identity, created_at, updated_at, connected_at,
   last_refreshed_at, last_used_at, last_error_code, last_error_message, last_error_at, version, next_refresh_at,
   refresh_failures`;
-export const SEALED_COLUMNS = `${RECORD_COLUMNS}, access_token_sealed, refresh_token_sealed`;
+export const SEALED_COLUMNS = `${RECORD_COLUMNS}, access_token_sealed, refresh_token_sealed, credential_sealed`;
 
 /** A row as RECORD_COLUMNS (and SEALED_COLUMNS, with the sealed values) return it. */
 export interface ConnectionRow {
@@ -17,6 +17,8 @@ export interface ConnectionRow {
   account: string;
   provider: string;
   status: ConnectionStatus;
+  auth_mode: AuthMode;
+  credential_user_email: string | null;
   token_type: string | null;
   scope: string | null;
   expires_at: Date | null;
@@ -36,6 +38,7 @@ export interface ConnectionRow {
   refresh_failures: number;
   access_token_sealed?: string | null;
   refresh_token_sealed?: string | null;
+  credential_sealed?: string | null;
 }
 
 export function toRecord(row: ConnectionRow): ConnectionRecord {
@@ -44,6 +47,8 @@ export function toRecord(row: ConnectionRow): ConnectionRecord {
     account: row.account,
     provider: row.provider,
     status: row.status,
+    authMode: row.auth_mode,
+    credentialUserEmail: row.credential_user_email,
     tokenType: row.token_type,
     scope: row.scope,
     expiresAt: row.expires_at,
@@ -65,7 +70,12 @@ export function toRecord(row: ConnectionRow): ConnectionRecord {
 }
 
 export function toSealed(row: ConnectionRow): SealedConnection {
-  return { record: toRecord(row), sealedAccessToken: row.access_token_sealed ?? null, sealedRefreshToken: row.refresh_token_sealed ?? null };
+  return {
+    record: toRecord(row),
+    sealedAccessToken: row.access_token_sealed ?? null,
+    sealedRefreshToken: row.refresh_token_sealed ?? null,
+    sealedCredential: row.credential_sealed ?? null,
+  };
 }
 
 /** The first row as a record, or null: for statements that select or return at most one row. */

@@ -9,6 +9,15 @@ export enum ConnectionStatus {
 }
 
 /**
+ * What a connection holds: an OAuth grant (tokens from the connect dance) or a static credential
+ * (an API key an admin or the end user entered). One (account, provider) holds one of them.
+ */
+export enum AuthMode {
+  OAuth2 = 'oauth2',
+  ApiKey = 'api_key',
+}
+
+/**
  * Why the last refresh of a connection failed, as stored in `last_error_code` and shown to
  * admins. InvalidGrant and RefreshTokenExpired come with needs_reauth and end retries; the others
  * leave the connection active with a time to try again.
@@ -28,6 +37,8 @@ export enum ConnectionErrorCode {
   RefreshRejected = 'refresh_rejected',
   /** The stored refresh token cannot be opened with the key ring. */
   TokenUnreadable = 'token_unreadable',
+  /** A static credential (API key) is past its expiresAt: someone must enter a new one. */
+  CredentialExpired = 'credential_expired',
 }
 
 export interface ProviderIdentity {
@@ -48,6 +59,9 @@ export interface ConnectionRecord {
   account: string;
   provider: string;
   status: ConnectionStatus;
+  authMode: AuthMode;
+  /** With a static credential, the email the provider wants beside the key (Copper's X-PW-UserEmail); not a secret. */
+  credentialUserEmail: string | null;
   tokenType: string | null;
   scope: string | null;
   expiresAt: Date | null;
@@ -71,8 +85,11 @@ export interface SealedConnection {
   readonly record: ConnectionRecord;
   readonly sealedAccessToken: string | null;
   readonly sealedRefreshToken: string | null;
+  /** The static credential (API key) of an `api_key` connection. */
+  readonly sealedCredential: string | null;
 }
 
+/** A connection opened: for an `api_key` connection, `accessToken` is its API key and there is no refresh token. */
 export interface ConnectionWithTokens extends ConnectionRecord {
   accessToken: string;
   refreshToken: string | null;

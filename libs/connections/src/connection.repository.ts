@@ -1,3 +1,4 @@
+import type { StaticCredential } from '@app/providers';
 import { ConnectionRecord, ProviderIdentity, SealedConnection, TokenSet } from './connection.model';
 
 export interface SaveConnectedInput {
@@ -6,6 +7,21 @@ export interface SaveConnectedInput {
   tokens: TokenSet;
   identity: ProviderIdentity | null;
   nextRefreshAt: Date | null;
+}
+
+export interface SaveStaticCredentialInput {
+  account: string;
+  provider: string;
+  credential: StaticCredential;
+  /** When the provider lets the key expire (Copy.ai: after 12 months); null: it does not. */
+  expiresAt: Date | null;
+  /** What the provider's check said about the key's owner, when it was checked. */
+  identity: ProviderIdentity | null;
+  /**
+   * The version of the row this replaces, as the caller read it (and revoked its grant at the
+   * provider), or null when the caller found no row. The write lands only if that still holds.
+   */
+  replacing: number | null;
 }
 
 /**
@@ -18,6 +34,14 @@ export abstract class ConnectionRepository {
   /** Creates or replaces the connection for (account, provider) after a successful connect: active, errors cleared. */
   abstract saveConnected(input: SaveConnectedInput): Promise<ConnectionRecord>;
 
+  /**
+   * Creates or replaces the connection for (account, provider) with a static credential: active,
+   * `api_key`, any OAuth tokens erased in the same statement, errors cleared, planned for the
+   * sweep at the key's expiry. Returns null, writing nothing, when the row is not what
+   * `replacing` says any more (it appeared, changed or went): the caller looks again.
+   */
+  abstract saveStaticCredential(input: SaveStaticCredentialInput): Promise<ConnectionRecord | null>;
+
   abstract findOne(account: string, provider: string): Promise<ConnectionRecord | null>;
   abstract findByAccount(account: string): Promise<ConnectionRecord[]>;
 
@@ -27,7 +51,7 @@ export abstract class ConnectionRepository {
   /** Every connection of an account with its sealed values (the read-path cache holds these). */
   abstract findSealedByAccount(account: string): Promise<SealedConnection[]>;
 
-  /** Erases both tokens and marks the connection revoked. */
+  /** Erases both tokens (or the static credential) and marks the connection revoked. */
   abstract markRevoked(id: string): Promise<ConnectionRecord | null>;
 
   /**

@@ -1,7 +1,7 @@
 import { KeyRing, TokenCipher } from '@app/crypto';
 import { randomBytes } from 'node:crypto';
 import { ConnectionUnreadableError } from './connection.errors';
-import { ConnectionRecord, ConnectionStatus, SealedConnection } from './connection.model';
+import { AuthMode, ConnectionRecord, ConnectionStatus, SealedConnection } from './connection.model';
 import { ConnectionSealer, asUnreadable } from './connection.sealer';
 
 const key = (kid: string): string => `${kid}:${randomBytes(32).toString('base64')}`;
@@ -13,6 +13,8 @@ function record(id: string): ConnectionRecord {
     account: 'acme',
     provider: 'copyai',
     status: ConnectionStatus.Active,
+    authMode: AuthMode.OAuth2,
+    credentialUserEmail: null,
     tokenType: 'Bearer',
     scope: null,
     expiresAt: null,
@@ -35,8 +37,14 @@ describe('ConnectionSealer', () => {
   const sealer = new ConnectionSealer(new TokenCipher(KeyRing.parse(`${key('k2')},${key('k1')}`)));
   const sealedFor = (id: string, accessToken: string, refreshToken: string | null): SealedConnection => {
     const sealed = sealer.sealTokens(id, { accessToken, refreshToken, expiresAt: null });
-    return { record: record(id), sealedAccessToken: sealed.access, sealedRefreshToken: sealed.refresh };
+    return { record: record(id), sealedAccessToken: sealed.access, sealedRefreshToken: sealed.refresh, sealedCredential: null };
   };
+  const withApiKey = (id: string, apiKey: string): SealedConnection => ({
+    record: { ...record(id), authMode: AuthMode.ApiKey, hasRefreshToken: false },
+    sealedAccessToken: null,
+    sealedRefreshToken: null,
+    sealedCredential: sealer.sealCredential(id, apiKey),
+  });
 
   it('opens what it sealed, and seals no refresh token when there is none', () => {
     const both = sealedFor('row-1', 'access-1', 'refresh-1');
@@ -57,8 +65,19 @@ describe('ConnectionSealer', () => {
     expect(() => sealer.unseal(mixed)).toThrow(ConnectionUnreadableError);
   });
 
+  it('serves the API key of an api_key connection, sealed under its own context', () => {
+    const row = withApiKey('row-3', 'key-3');
+    expect(row.sealedCredential).not.toContain('key-3');
+    expect(sealer.openServed(row)).toBe('key-3');
+    expect(sealer.unseal(row)).toMatchObject({ accessToken: 'key-3', refreshToken: null, authMode: AuthMode.ApiKey });
+    // Not an access token of the row, nor the key of another row.
+    expect(() => sealer.openAccessToken({ ...row, sealedAccessToken: row.sealedCredential })).toThrow(ConnectionUnreadableError);
+    expect(() => sealer.openServed({ ...withApiKey('row-4', 'key-4'), sealedCredential: row.sealedCredential })).toThrow(ConnectionUnreadableError);
+    expect(sealer.openServed(sealedFor('row-5', 'access-5', null))).toBe('access-5');
+  });
+
   it('refuses a row without a token, naming the connection', () => {
-    const empty: SealedConnection = { record: record('row-9'), sealedAccessToken: null, sealedRefreshToken: null };
+    const empty: SealedConnection = { record: record('row-9'), sealedAccessToken: null, sealedRefreshToken: null, sealedCredential: null };
     expect(() => sealer.unseal(empty)).toThrow(expect.objectContaining({ connectionId: 'row-9', reason: 'no token stored' }));
     expect(() => sealer.openAccessToken(empty)).toThrow(expect.objectContaining({ connectionId: 'row-9', reason: 'no token stored' }));
   });

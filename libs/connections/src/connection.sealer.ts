@@ -1,7 +1,7 @@
 import { SealContexts, TokenCipher, TokenDecryptError, sealedKeyId } from '@app/crypto';
 import { Injectable } from '@nestjs/common';
 import { ConnectionUnreadableError } from './connection.errors';
-import { ConnectionWithTokens, SealedConnection, TokenSet } from './connection.model';
+import { AuthMode, ConnectionWithTokens, SealedConnection, TokenSet } from './connection.model';
 
 /** The sealed values of a TokenSet, as their columns hold them. */
 export interface SealedTokens {
@@ -26,9 +26,18 @@ export class ConnectionSealer {
     return { access, refresh };
   }
 
-  /** Opens both sealed values. Throws ConnectionUnreadableError naming the connection and key id. */
+  /** Seals an API key for row `id`, under its own context: it never opens as one of the row's tokens. */
+  sealCredential(id: string, apiKey: string): string {
+    return this.cipher.seal(apiKey, SealContexts.staticCredential(id));
+  }
+
+  /**
+   * Opens every sealed value: both tokens, or for an `api_key` connection its API key as
+   * `accessToken`. Throws ConnectionUnreadableError naming the connection and key id.
+   */
   unseal(sealed: SealedConnection): ConnectionWithTokens {
     const { record } = sealed;
+    if (record.authMode === AuthMode.ApiKey) return { ...record, accessToken: this.openServed(sealed), refreshToken: null };
     if (sealed.sealedAccessToken === null) {
       throw new ConnectionUnreadableError(record.id, undefined, 'no token stored');
     }
@@ -43,6 +52,20 @@ export class ConnectionSealer {
   openAccessToken(sealed: SealedConnection): string {
     if (sealed.sealedAccessToken === null) throw new ConnectionUnreadableError(sealed.record.id, undefined, 'no token stored');
     return this.open(sealed.record.id, sealed.sealedAccessToken, 'access_token');
+  }
+
+  /**
+   * Opens what a caller presents to the provider: the access token, or the API key of an
+   * `api_key` connection (the token read path serves either).
+   */
+  openServed(sealed: SealedConnection): string {
+    if (sealed.record.authMode !== AuthMode.ApiKey) return this.openAccessToken(sealed);
+    if (sealed.sealedCredential === null) throw new ConnectionUnreadableError(sealed.record.id, undefined, 'no credential stored');
+    try {
+      return this.cipher.open(sealed.sealedCredential, SealContexts.staticCredential(sealed.record.id));
+    } catch (error) {
+      throw asUnreadable(error, sealed.record.id, sealed.sealedCredential);
+    }
   }
 
   private open(id: string, sealed: string, field: 'access_token' | 'refresh_token'): string {

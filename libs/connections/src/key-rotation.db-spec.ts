@@ -335,6 +335,30 @@ describe('rotateKeys (real Postgres)', () => {
     expect(new TokenCipher(KeyRing.parse(keyNew)).open(sealed, SealContexts.codeVerifier(stateHash.toString('hex')))).toBe(verifier);
   });
 
+  it('re-seals a static credential (API key) under its own context, and readiness sees its key id', async () => {
+    const old = replicaFor(dataSource, keyOld);
+    const stored = await old.connections.saveStaticCredential({
+      account: 'acme',
+      provider: 'copyai',
+      credential: { apiKey: 'cai_key_rotated', userEmail: null },
+      expiresAt: null,
+      identity: null,
+      replacing: null,
+    });
+    expect(stored).toMatchObject({ authMode: 'api_key', hasRefreshToken: false });
+    const rotation = rotationFor(dataSource, `${keyNew},${keyOld}`);
+    expect(await rotation.keyIdsInUse()).toEqual(['old']);
+    expect(await rotation.countByKeyId()).toEqual({ old: 1 });
+
+    const result = await rotateKeys(rotation, { batchSize: 10 });
+
+    expect(result).toMatchObject({ resealed: 1, remainingByKey: { new: 1 } });
+    expect(await rotation.keyIdsInUse()).toEqual(['new']);
+    const [row] = await dataSource.query<Array<{ credential_key_id: string; version: number }>>(`SELECT credential_key_id, version FROM connections`);
+    expect(row).toEqual({ credential_key_id: 'new', version: stored!.version });
+    expect(await replicaFor(dataSource, keyNew).stored.find('acme', 'copyai')).toMatchObject({ authMode: 'api_key', accessToken: 'cai_key_rotated', refreshToken: null });
+  });
+
   it('lists the key ids in use over every sealed column', async () => {
     await seedConnections(dataSource, keyOld, 3, 'old');
     await seedConnections(dataSource, keyGone, 2, 'gone');

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { ConnectionRow, firstRecord, firstSealed, RECORD_COLUMNS, SEALED_COLUMNS, toRecord, toSealed } from './connection.mapper';
 import { ConnectionRecord, SealedConnection } from './connection.model';
-import { ConnectionRepository, SaveConnectedInput } from './connection.repository';
+import { ConnectionRepository, SaveConnectedInput, SaveStaticCredentialInput } from './connection.repository';
 import { ConnectionSealer } from './connection.sealer';
 
 /** Postgres implementation. Every statement is written out: the fences and locks are the point. */
@@ -34,7 +34,7 @@ export class PostgresConnectionRepository extends ConnectionRepository {
       const sealed = this.sealer.sealTokens(id, input.tokens);
       const rows = await manager.query<[ConnectionRow[], number]>(
         `UPDATE connections SET status = 'active', access_token_sealed = $2, refresh_token_sealed = $3,
-           token_type = $4, scope = $5, expires_at = $6, refresh_token_expires_at = $7, identity = $8,
+           auth_mode = 'oauth2', credential_sealed = NULL, credential_user_email = NULL, token_type = $4, scope = $5, expires_at = $6, refresh_token_expires_at = $7, identity = $8,
            updated_at = $9, connected_at = $9, last_refreshed_at = NULL, last_error_code = NULL,
            last_error_message = NULL, last_error_at = NULL, version = version + 1, next_refresh_at = $10,
            refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
@@ -53,6 +53,48 @@ export class PostgresConnectionRepository extends ConnectionRepository {
         ],
       );
       return toRecord(rows[0][0]);
+    });
+  }
+
+  async saveStaticCredential(input: SaveStaticCredentialInput): Promise<ConnectionRecord | null> {
+    return this.dataSource.transaction(async (manager) => {
+      const [existing] = await manager.query<Array<{ id: string; version: number }>>(
+        `SELECT id, version FROM connections WHERE account = $1 AND provider = $2 FOR UPDATE`,
+        [input.account, input.provider],
+      );
+      let id: string;
+      if (existing) {
+        // The caller revoked at the provider what it read at `replacing`; anything newer it has not seen.
+        if (existing.version !== input.replacing) return null;
+        id = existing.id;
+      } else {
+        if (input.replacing !== null) return null;
+        const inserted = await manager.query<Array<{ id: string }>>(
+          `INSERT INTO connections (id, account, provider) VALUES ($1, $2, $3) ON CONFLICT (account, provider) DO NOTHING RETURNING id`,
+          [randomUUID(), input.account, input.provider],
+        );
+        // Another writer created the row meanwhile: it may hold a grant the caller has not revoked.
+        if (!inserted[0]) return null;
+        id = inserted[0].id;
+      }
+      const now = this.clock.now();
+      const [rows] = await manager.query<[ConnectionRow[], number]>(
+        `UPDATE connections SET status = 'active', auth_mode = 'api_key', credential_sealed = $2, credential_user_email = $3,
+           access_token_sealed = NULL, refresh_token_sealed = NULL, token_type = 'api_key', scope = NULL, expires_at = $4,
+           refresh_token_expires_at = NULL, identity = $5, updated_at = $6, connected_at = $6, last_refreshed_at = NULL,
+           last_error_code = NULL, last_error_message = NULL, last_error_at = NULL, version = version + 1,
+           next_refresh_at = $4, refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
+        [
+          id,
+          this.sealer.sealCredential(id, input.credential.apiKey),
+          input.credential.userEmail,
+          input.expiresAt,
+          input.identity ? JSON.stringify(input.identity) : null,
+          now,
+        ],
+      );
+      return firstRecord(rows);
     });
   }
 
@@ -87,7 +129,7 @@ export class PostgresConnectionRepository extends ConnectionRepository {
 
   async markRevoked(id: string): Promise<ConnectionRecord | null> {
     const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
-      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL,
+      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, credential_sealed = NULL,
          expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $2, version = version + 1,
          next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
@@ -98,7 +140,7 @@ export class PostgresConnectionRepository extends ConnectionRepository {
 
   async markRevokedIfUnchanged(id: string, expectedVersion: number): Promise<ConnectionRecord | null> {
     const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
-      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL,
+      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, credential_sealed = NULL,
          expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $3, version = version + 1,
          next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 AND version = $2 RETURNING ${RECORD_COLUMNS}`,

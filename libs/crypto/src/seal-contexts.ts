@@ -10,6 +10,10 @@ export const SealContexts = {
   connectionToken(connectionId: string, field: 'access_token' | 'refresh_token'): SealContext {
     return { connectionId, field };
   },
+  /** A connection's static credential (an API key), bound to its row: never opens as a token of that row. */
+  staticCredential(connectionId: string): SealContext {
+    return { connectionId, field: 'static_credential' };
+  },
   /** The PKCE verifier of a pending authorization, bound to the digest of its `state` (hex). */
   codeVerifier(stateHashHex: string): SealContext {
     return { connectionId: `state:${stateHashHex}`, field: 'code_verifier' };

@@ -1,9 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { IncomingHttpHeaders } from 'node:http';
 import { Agent, request } from 'undici';
-import { ProviderDefinition, ProviderIdentity } from './provider-definition';
+import { ProviderDefinition, ProviderIdentity, StaticCredential, TokenPresentation } from './provider-definition';
 import { ProviderError } from './provider-error';
-import { providerDefinition } from './provider-registry';
+import { providerDefinition, ProviderId } from './provider-registry';
 import { ProviderSettings } from './provider-settings';
 import { IssuedTokens, readTokenResponse } from './token-response';
 
@@ -12,11 +12,6 @@ export const PROVIDER_TIMEOUT_MS = 10_000;
 
 /** The most a provider answer may carry; a token answer is a few hundred bytes. */
 export const MAX_PROVIDER_ANSWER_BYTES = 1024 * 1024;
-
-export interface TokenPresentation {
-  headers: Record<string, string>;
-  query: Record<string, string>;
-}
 
 /** How a caller presents `accessToken` to the provider's API (the `apply` of GET /tokens). */
 export function presentToken(definition: ProviderDefinition, accessToken: string): TokenPresentation {
@@ -76,6 +71,33 @@ export class ProviderClient {
       headers: { ...presentation.headers, accept: 'application/json' },
     });
     return definition.identity.read((typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>);
+  }
+
+  /**
+   * Checks a static credential the way the provider's definition says (its identity endpoint
+   * with the key presented as a caller would), before anything is stored. Answers who the key
+   * belongs to. A refusal (401, 403 or any other 4xx but 429) is ProviderError `rejected`; no
+   * usable answer (network, timeout, 429, 5xx) is `transient`: the key was not judged.
+   * Only for a provider whose verification is `identity`.
+   */
+  async verifyStaticCredential(provider: ProviderId, apiUrl: string, credential: StaticCredential): Promise<ProviderIdentity> {
+    const definition = providerDefinition(provider);
+    if (definition.staticCredential.verification !== 'identity' || !definition.identity) {
+      throw new Error(`${provider} has no way to check an API key`);
+    }
+    const url = new URL(apiUrl + definition.identity.path);
+    const presentation = definition.staticCredential.present(credential);
+    for (const [k, v] of Object.entries(presentation.query)) url.searchParams.set(k, v);
+    const what = 'API key check';
+    const { status, headers, text } = await this.send(provider, what, url, { method: 'GET', headers: { ...presentation.headers, accept: 'application/json' } });
+    if (REDIRECT_STATUSES.has(status)) throw unreachable(provider, what, false);
+    const body = parseJson(text);
+    if (status >= 200 && status < 300) return definition.identity.read((typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>);
+    const retryAfterSec = retryAfter(headerValue(headers['retry-after']));
+    if (status === 429 || status >= 500) {
+      throw new ProviderError('transient', `${provider} answered the ${what} with HTTP ${status}`, { provider, status, retryAfterSec });
+    }
+    throw new ProviderError('rejected', `${provider} refused the API key (HTTP ${status})`, { provider, status });
   }
 
   /**

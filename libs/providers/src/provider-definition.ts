@@ -23,6 +23,38 @@ export interface ProviderIdentity {
   company?: string;
 }
 
+/** How a caller presents a token or key to the provider's API: the `apply` of GET /tokens. */
+export interface TokenPresentation {
+  headers: Record<string, string>;
+  query: Record<string, string>;
+}
+
+/** A static credential as a caller presents it to the provider. */
+export interface StaticCredential {
+  apiKey: string;
+  /** Only where the provider wants one beside the key (Copper); null elsewhere. */
+  userEmail: string | null;
+}
+
+/**
+ * How a provider takes a static credential (an API key) instead of an OAuth grant: what the user
+ * supplies, how the broker checks it before storing it, and how a caller presents it.
+ */
+export interface StaticCredentialDefinition {
+  /** Whether the key comes with the email of its owner, which the provider wants beside it (Copper). */
+  userEmail: 'required' | 'none';
+  /** Where the user finds the key: one short sentence for the connect form. */
+  hint: string;
+  /**
+   * How a key is checked before anything is stored: `identity` calls the provider's identity
+   * endpoint with the key presented as `present` says (a refusal there rejects the key);
+   * `not_supported` when the provider documents no way to check one.
+   */
+  verification: 'identity' | 'not_supported';
+  /** The `apply` of GET /tokens for an `api_key` connection, and how the check presents the key. */
+  present(credential: StaticCredential): TokenPresentation;
+}
+
 /** How the client authenticates at the token and revocation endpoints (RFC 6749 §2.3.1). */
 export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic';
 
@@ -77,6 +109,8 @@ export interface ProviderDefinition<Id extends string = ProviderId> {
   identity?: { path: string; read(body: Record<string, unknown>): ProviderIdentity };
   /** RFC 7009 revocation when a revoke URL is configured; `none` when the provider has no API for it. */
   revocation: 'rfc7009' | 'none';
+  /** The provider's API keys, which the broker stores as `api_key` connections (DESIGN, "Static credentials"). */
+  staticCredential: StaticCredentialDefinition;
 }
 
 /**

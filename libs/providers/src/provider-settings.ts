@@ -1,6 +1,15 @@
 import { ClientAuthMethod, ProviderEndpoints } from './provider-definition';
 import type { ProviderId } from './provider-registry';
 
+/**
+ * A provider's API, known whether or not its OAuth client is configured: what checking an API key
+ * needs. `apiUrl` is null only when the provider has no default and none is configured.
+ */
+export interface ProviderApi {
+  readonly id: ProviderId;
+  readonly apiUrl: string | null;
+}
+
 /** A provider that is enabled (its client id is set), with everything needed to talk to it. */
 export interface ProviderSettings {
   readonly id: ProviderId;

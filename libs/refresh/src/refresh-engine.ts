@@ -1,6 +1,7 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import {
+  AuthMode,
   ConnectionErrorCode,
   ConnectionRecord,
   ConnectionRefreshRepository,
@@ -168,6 +169,7 @@ export class RefreshEngine {
       await this.leases.release(record.id);
       return { kind: 'transient', message: `backing off after: ${record.lastError.message}`, retryAfterSec: Math.ceil((retryAtMs - nowMs) / 1000) };
     }
+    if (record.authMode === AuthMode.ApiKey) return this.checkStaticCredential(claimed, count);
     if (!record.hasRefreshToken) {
       await this.leases.release(record.id);
       return { kind: 'not_refreshable', connection: claimed };
@@ -236,6 +238,26 @@ export class RefreshEngine {
       }
       return this.recordFailure(record, error, count);
     }
+  }
+
+  /**
+   * A static credential is never refreshed: nothing to do while it lasts; past its expiry the
+   * connection is flagged needs_reauth (credential_expired) without asking the provider. The sweep
+   * reaches it at its expiry (its planned time), a read or an admin request whenever they ask.
+   */
+  private async checkStaticCredential(claimed: SealedConnection, count: (outcome: string) => void): Promise<RefreshOutcome> {
+    const { record } = claimed;
+    if (record.expiresAt === null || record.expiresAt.getTime() > this.clock.nowMs()) {
+      await this.leases.release(record.id);
+      return { kind: 'not_refreshable', connection: claimed };
+    }
+    const message = `the ${record.provider} API key expired at ${record.expiresAt.toISOString()}`;
+    if (!(await this.refreshes.markNeedsReauth(record.id, record.version, { code: ConnectionErrorCode.CredentialExpired, message }))) {
+      return this.supersededAfterFailure(record, ConnectionErrorCode.CredentialExpired, count);
+    }
+    this.logger.warn(`${record.provider} connection ${record.id} (account ${record.account}) needs a new API key: ${message}`);
+    count('needs_reauth');
+    return { kind: 'needs_reauth', message };
   }
 
   private async recordFailure(record: ConnectionRecord, error: ProviderError, count: (outcome: string) => void): Promise<RefreshOutcome> {

@@ -2,7 +2,7 @@ import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectionRecord } from '@app/connections';
 import { AuditLog } from '@app/observability';
-import { ProviderId } from '@app/providers';
+import { PROVIDER_IDS, ProviderId } from '@app/providers';
 import { Injectable, Logger, Optional } from '@nestjs/common';
 import { auditSystemRefresh } from './refresh-audit';
 import { RefreshEngine } from './refresh-engine';
@@ -60,8 +60,8 @@ export class RefreshSweeper {
   private async run(): Promise<SweepReport> {
     const started = this.clock.nowMs();
     const report: SweepReport = { claimed: 0, outcomes: {}, elapsedMs: 0 };
-    const providers = Object.keys(this.config.providers) as ProviderId[];
-    await Promise.all(providers.map((provider) => this.sweepProvider(provider, report)));
+    // Every provider, OAuth client configured or not: an API key's expiry is flagged by the sweep too.
+    await Promise.all(PROVIDER_IDS.map((provider) => this.sweepProvider(provider, report)));
     report.elapsedMs = this.clock.nowMs() - started;
     if (report.claimed > 0) {
       this.logger.log(`sweep refreshed ${report.outcomes.refreshed ?? 0} of ${report.claimed} due connections in ${report.elapsedMs} ms`);

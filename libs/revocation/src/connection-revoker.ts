@@ -1,6 +1,6 @@
 import { DomainError } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository, ConnectionSealer, ConnectionStatus, SealedConnection } from '@app/connections';
+import { AuthMode, ConnectionRecord, ConnectionRepository, ConnectionSealer, ConnectionStatus, SealedConnection } from '@app/connections';
 import { isProviderId, ProviderClient, providerDefinition, ProviderError, ProviderSettings } from '@app/providers';
 import { ConnectionCache } from '@app/tokens';
 import { Injectable, Logger } from '@nestjs/common';
@@ -24,7 +24,8 @@ export interface RevocationReport {
   erasedLocally: boolean;
 }
 
-interface AtProvider {
+/** What the provider was told about one connection's stored tokens. */
+export interface AtProvider {
   accessToken: TokenRevocation;
   refreshToken: TokenRevocation;
   errors: string[];
@@ -78,8 +79,16 @@ export class ConnectionRevoker {
     return report(record, atProvider, { alreadyRevoked: false, erasedLocally: true });
   }
 
-  /** The refresh token first: RFC 7009 lets revoking it end the whole grant, access tokens included. */
-  private async revokeAtProvider(sealed: SealedConnection): Promise<AtProvider> {
+  /**
+   * Revokes at the provider what the row holds, without erasing anything: for a caller that
+   * replaces the grant itself (storing an API key over it), fenced by the version it read.
+   * The refresh token first: RFC 7009 lets revoking it end the whole grant, access tokens
+   * included. A static credential has no revocation API anywhere: `not_supported`.
+   */
+  async revokeAtProvider(sealed: SealedConnection): Promise<AtProvider> {
+    if (sealed.record.authMode === AuthMode.ApiKey) {
+      return { accessToken: sealed.sealedCredential === null ? 'not_stored' : 'not_supported', refreshToken: 'not_stored', errors: [] };
+    }
     const errors: string[] = [];
     const refreshToken = await this.revokeOne(sealed, 'refresh_token', errors);
     const accessToken = await this.revokeOne(sealed, 'access_token', errors);

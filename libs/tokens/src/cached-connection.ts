@@ -1,4 +1,4 @@
-import { ConnectionError, ConnectionStatus, SealedConnection } from '@app/connections';
+import { AuthMode, ConnectionError, ConnectionStatus, SealedConnection } from '@app/connections';
 
 /**
  * What the token read path keeps of one connection: enough to decide whether its token can be
@@ -15,6 +15,9 @@ export class CachedConnection {
   readonly account: string;
   readonly provider: string;
   readonly status: ConnectionStatus;
+  readonly authMode: AuthMode;
+  /** With a static credential, the email presented beside the key (Copper). */
+  readonly credentialUserEmail: string | null;
   readonly tokenType: string;
   readonly scope: string | null;
   readonly expiresAtMs: number | null;
@@ -33,6 +36,8 @@ export class CachedConnection {
     this.account = record.account;
     this.provider = shared(record.provider);
     this.status = shared(record.status) as ConnectionStatus;
+    this.authMode = shared(record.authMode) as AuthMode;
+    this.credentialUserEmail = record.credentialUserEmail;
     this.tokenType = shared(record.tokenType ?? 'Bearer');
     this.scope = record.scope === null ? null : shared(record.scope);
     this.expiresAtMs = record.expiresAt ? record.expiresAt.getTime() : null;
@@ -42,7 +47,7 @@ export class CachedConnection {
     this.sealed = sealed;
   }
 
-  /** The plaintext access token; `open` (ConnectionSealer.openAccessToken) decrypts it the first time. */
+  /** The plaintext access token (or API key); `open` (ConnectionSealer.openServed) decrypts it the first time. */
   accessTokenVia(open: (sealed: SealedConnection) => string): string {
     if (this.accessToken === null) {
       this.accessToken = open(this.sealed!);

@@ -1,5 +1,5 @@
 import { Clock, DomainError, ErrorCode } from '@app/common';
-import { ConnectionRecord, ConnectionSealer, ConnectionStatus } from '@app/connections';
+import { AuthMode, ConnectionErrorCode, ConnectionRecord, ConnectionSealer, ConnectionStatus } from '@app/connections';
 import { AuditLog, Metrics } from '@app/observability';
 import { isProviderId, presentToken, providerDefinition, ProviderId, TokenPresentation, unknownProviderError } from '@app/providers';
 import { auditSystemRefresh, isBackingOff, RefreshEngine } from '@app/refresh';
@@ -9,6 +9,8 @@ import { ConnectionCache } from './connection-cache';
 import { UsageRecorder } from './usage-recorder';
 
 export const DEFAULT_MIN_VALIDITY_SEC = 60;
+/** What to do about an api_key connection that cannot serve. */
+const ENTER_A_NEW_KEY = 'store a new API key (PUT /admin/connections/:account/credentials, or a connect session with authMode api_key)';
 /** Asking for more than this would force a refresh on nearly every read of hour-long tokens. */
 export const MAX_MIN_VALIDITY_SEC = 1_800;
 
@@ -20,6 +22,7 @@ export interface IssuedToken {
   expiresAt: string | null;
   scope: string | null;
   apply: TokenPresentation;
+  authMode: AuthMode;
 }
 
 /**
@@ -66,7 +69,8 @@ export class TokenService {
 
   /** The answer for `served`; usage is recorded on the cached entry the read started from. */
   private issue(served: CachedConnection, read: CachedConnection, now: number): IssuedToken {
-    const accessToken = served.accessTokenVia((sealed) => this.sealer.openAccessToken(sealed));
+    const accessToken = served.accessTokenVia((sealed) => this.sealer.openServed(sealed));
+    const definition = providerDefinition(served.provider as ProviderId);
     this.usage.used(read, now);
     this.metrics.tokenRead(served.provider, 'served');
     return {
@@ -76,7 +80,11 @@ export class TokenService {
       tokenType: served.tokenType,
       expiresAt: served.expiresAtMs !== null ? new Date(served.expiresAtMs).toISOString() : null,
       scope: served.scope,
-      apply: presentToken(providerDefinition(served.provider as ProviderId), accessToken),
+      apply:
+        served.authMode === AuthMode.ApiKey
+          ? definition.staticCredential.present({ apiKey: accessToken, userEmail: served.credentialUserEmail })
+          : presentToken(definition, accessToken),
+      authMode: served.authMode,
     };
   }
 
@@ -107,7 +115,7 @@ export class TokenService {
 
   private assertUsable(record: CachedConnection): void {
     if (record.status === ConnectionStatus.Active) return;
-    const reconnect = 'open a new connect session (POST /connect-sessions) for the user to connect again';
+    const reconnect = record.authMode === AuthMode.ApiKey ? ENTER_A_NEW_KEY : 'open a new connect session (POST /connect-sessions) for the user to connect again';
     if (record.status === ConnectionStatus.Revoked) {
       this.metrics.tokenRead(record.provider, 'revoked');
       throw new DomainError(ErrorCode.Revoked, `the ${record.provider} connection of ${record.account} was revoked; ${reconnect}`);
@@ -116,6 +124,7 @@ export class TokenService {
     throw new DomainError(
       ErrorCode.NeedsReauth,
       `the ${record.provider} connection of ${record.account} needs the user to authorise again${record.lastError ? ` (${record.lastError.code})` : ''}; ${reconnect}`,
+      record.authMode === AuthMode.ApiKey && record.lastError ? { reason: record.lastError.code } : undefined,
     );
   }
 
@@ -124,6 +133,17 @@ export class TokenService {
     const record = current;
     const now = this.clock.nowMs();
     const stillValid = record.expiresAtMs !== null && record.expiresAtMs > now;
+    if (record.authMode === AuthMode.ApiKey) {
+      // A static credential is never refreshed: served while it lasts, needs_reauth from the moment it expires
+      // (the sweep flags the row too, but a read must not wait for it).
+      if (stillValid) return current;
+      this.metrics.tokenRead(record.provider, 'needs_reauth');
+      throw new DomainError(
+        ErrorCode.NeedsReauth,
+        `the ${record.provider} API key of ${record.account} expired at ${new Date(record.expiresAtMs!).toISOString()} (${ConnectionErrorCode.CredentialExpired}); ${ENTER_A_NEW_KEY}`,
+        { reason: ConnectionErrorCode.CredentialExpired },
+      );
+    }
     // A recent failure set a retry time: do not hammer a provider that is down. This is the
     // engine's own rule (isBackingOff), applied to the cached row so it costs no database trip.
     if (record.lastError && isBackingOff(record.lastError.code, record.nextRefreshAtMs, now)) {

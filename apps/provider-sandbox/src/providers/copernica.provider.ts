@@ -14,7 +14,7 @@ export const copernicaProvider = defineSandboxProvider({
   displayName: 'Copernica',
   envPrefix: 'COPERNICA',
   extraEnv: {},
-  prefixes: { code: 'cpn_ac_', access: 'cpn_at_', refresh: 'cpn_rt_' },
+  prefixes: { code: 'cpn_ac_', access: 'cpn_at_', refresh: 'cpn_rt_', apiKey: 'cpn_key_' },
   defaults: {
     latencyMs: 0,
     tokenLifetimeSec: null,
@@ -44,4 +44,10 @@ export const copernicaProvider = defineSandboxProvider({
   issuesCode: (request) => (request.state?.length ?? 0) >= MIN_STATE_LENGTH,
   tokenResponse: (issued) => ({ access_token: issued.accessToken }),
   identity: (user) => ({ id: user.id, name: user.name, company: user.company }),
+  // The dashboard's API access tokens go in ?access_token= like an OAuth token.
+  presentedApiKey: (_headers, query) => {
+    const key = query.get('access_token');
+    return key ? { key, complete: true } : undefined;
+  },
+  apiKeyNeedsEmail: false,
 });

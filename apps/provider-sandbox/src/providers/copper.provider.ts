@@ -4,7 +4,7 @@
  * refresh token (unless configured otherwise, which the broker must also handle); the API takes
  * `Authorization: Bearer`; there is no revocation endpoint.
  */
-import { defineSandboxProvider, rfc6749TokenResponse } from './provider-spec';
+import { defineSandboxProvider, headerValue, rfc6749TokenResponse } from './provider-spec';
 
 const COPPER_SCOPE = 'developer/v1/all';
 
@@ -13,7 +13,7 @@ export const copperProvider = defineSandboxProvider({
   displayName: 'Copper',
   envPrefix: 'COPPER',
   extraEnv: {},
-  prefixes: { code: 'cpr_ac_', access: 'cpr_at_', refresh: 'cpr_rt_' },
+  prefixes: { code: 'cpr_ac_', access: 'cpr_at_', refresh: 'cpr_rt_', apiKey: 'cpr_key_' },
   defaults: {
     latencyMs: 0,
     tokenLifetimeSec: null,
@@ -46,4 +46,12 @@ export const copperProvider = defineSandboxProvider({
   issuesCode: () => true,
   tokenResponse: (issued) => rfc6749TokenResponse(issued, false),
   identity: (user) => ({ id: user.id, name: user.name, email: user.email }),
+  // Copper's API keys: X-PW-AccessToken, X-PW-Application: developer_api and X-PW-UserEmail, all three.
+  presentedApiKey: (headers) => {
+    const key = headerValue(headers, 'x-pw-accesstoken');
+    if (key === undefined) return undefined;
+    const userEmail = headerValue(headers, 'x-pw-useremail');
+    return { key, userEmail, complete: headerValue(headers, 'x-pw-application') === 'developer_api' && userEmail !== undefined };
+  },
+  apiKeyNeedsEmail: true,
 });

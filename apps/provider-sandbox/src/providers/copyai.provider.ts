@@ -5,7 +5,7 @@
  * authorization request carries a challenge, `Authorization: Bearer` on the API and an RFC 7009
  * revocation endpoint.
  */
-import { defineSandboxProvider, rfc6749TokenResponse } from './provider-spec';
+import { defineSandboxProvider, headerValue, rfc6749TokenResponse } from './provider-spec';
 
 export const COPYAI_SCOPE = 'content:read content:write';
 
@@ -14,7 +14,7 @@ export const copyaiProvider = defineSandboxProvider({
   displayName: 'Copy.ai',
   envPrefix: 'COPYAI',
   extraEnv: { COPYAI_SCOPE },
-  prefixes: { code: 'cai_ac_', access: 'cai_at_', refresh: 'cai_rt_' },
+  prefixes: { code: 'cai_ac_', access: 'cai_at_', refresh: 'cai_rt_', apiKey: 'cai_key_' },
   defaults: {
     latencyMs: 0,
     tokenLifetimeSec: 3600,
@@ -45,4 +45,10 @@ export const copyaiProvider = defineSandboxProvider({
   issuesCode: () => true,
   tokenResponse: (issued) => rfc6749TokenResponse(issued, true),
   identity: (user) => ({ id: user.id, name: user.name, email: user.email }),
+  // Its documented API keys: x-copy-ai-api-key.
+  presentedApiKey: (headers) => {
+    const key = headerValue(headers, 'x-copy-ai-api-key');
+    return key ? { key, complete: true } : undefined;
+  },
+  apiKeyNeedsEmail: false,
 });

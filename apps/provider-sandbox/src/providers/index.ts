@@ -25,4 +25,4 @@ export const PROVIDER_SPECS: Readonly<Record<SandboxProvider, ProviderSpec>> = p
 );
 
 export { defineSandboxProvider } from './provider-spec';
-export type { AuthorizeRequest, IssuedTokens, OAuthError, ProviderSpec } from './provider-spec';
+export type { AuthorizeRequest, IssuedTokens, OAuthError, PresentedApiKey, ProviderSpec } from './provider-spec';

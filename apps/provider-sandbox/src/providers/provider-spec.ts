@@ -2,6 +2,7 @@
  * What the sandbox needs to know to play one provider: data plus a few hooks. The generic
  * OAuth engine (../oauth-routes.ts) reads only this, so adding a provider is one more file here.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import { ProviderBehaviour, SandboxProvider, SandboxUser, TokenResponse } from '../sandbox.types';
 
 /** An error in RFC 6749 terms, before it is turned into a redirect, a form post or a JSON body. */
@@ -32,6 +33,15 @@ export interface IssuedTokens {
   scope: string | undefined;
 }
 
+/** An API key as a request presented it, the provider's way. */
+export interface PresentedApiKey {
+  key: string;
+  /** The email presented beside the key, where the provider wants one (Copper). */
+  userEmail?: string;
+  /** false when the request presents the key but not everything the provider wants with it (Copper's X-PW-Application). */
+  complete: boolean;
+}
+
 /** One provider the sandbox plays. `Id` is its literal id (see defineSandboxProvider); elsewhere it is SandboxProvider. */
 export interface ProviderSpec<Id extends string = SandboxProvider> {
   readonly id: Id;
@@ -41,7 +51,7 @@ export interface ProviderSpec<Id extends string = SandboxProvider> {
   /** Environment variables beyond the client and the endpoints. */
   readonly extraEnv: Readonly<Record<string, string>>;
   /** Random values carry these so a leak test can grep logs and responses for them. */
-  readonly prefixes: { readonly code: string; readonly access: string; readonly refresh: string };
+  readonly prefixes: { readonly code: string; readonly access: string; readonly refresh: string; readonly apiKey: string };
   readonly defaults: Readonly<ProviderBehaviour>;
   readonly paths: {
     /** The first is the one advertised; the others are accepted too. */
@@ -71,6 +81,16 @@ export interface ProviderSpec<Id extends string = SandboxProvider> {
   issuesCode(request: AuthorizeRequest): boolean;
   tokenResponse(issued: IssuedTokens): TokenResponse;
   identity(user: SandboxUser): Record<string, string>;
+  /** The API key a request presents the provider's documented way, if any. */
+  presentedApiKey(headers: IncomingHttpHeaders, query: URLSearchParams): PresentedApiKey | undefined;
+  /** Whether an API key must come with its owner's email (Copper). */
+  readonly apiKeyNeedsEmail: boolean;
+}
+
+/** A header's single value (a repeated header counts as absent: no provider documents one). */
+export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 /** Declares a provider; the `const` type parameter keeps its id literal so the registry can derive SandboxProvider. */

@@ -68,6 +68,15 @@ describe('the sandbox and the broker registry', () => {
       expect(sandbox).toEqual(broker);
     });
 
+    it('takes an API key presented as the definition presents it, with the email exactly where the definition asks for one', () => {
+      const credential = { apiKey: 'key-1', userEmail: definition.staticCredential.userEmail === 'required' ? 'owner@example.test' : null };
+      const apply = definition.staticCredential.present(credential);
+      const headers = Object.fromEntries(Object.entries(apply.headers).map(([k, v]) => [k.toLowerCase(), v]));
+      const presented = spec().presentedApiKey(headers, new URLSearchParams(apply.query));
+      expect(presented).toEqual({ key: 'key-1', complete: true, ...(credential.userEmail ? { userEmail: credential.userEmail } : {}) });
+      expect(spec().apiKeyNeedsEmail).toBe(definition.staticCredential.userEmail === 'required');
+    });
+
     it('accepts the scope the broker sends by default', () => {
       const scope = definition.defaultScope ?? undefined;
       expect(spec().checkAuthorize(authorizeRequest({ scope }))).toBeUndefined();

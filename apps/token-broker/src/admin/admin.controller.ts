@@ -2,11 +2,11 @@ import { AdminAccess, Caller, CurrentCaller } from '@app/auth';
 import { ConnectionStatus } from '@app/connections';
 import { AUDIT_ACTIONS } from '@app/observability';
 import { PROVIDER_IDS } from '@app/providers';
-import { Controller, Get, Header, HttpCode, Param, Post, Query, Req } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Put, Query, Req } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './admin-query';
-import { AuditPageDto, ConnectionPageDto, ConnectionViewDto, RefreshResponseDto, RevokeAllResponseDto, RevokeResponseDto } from './admin.dto';
+import { AuditPageDto, ConnectionPageDto, ConnectionViewDto, CredentialStoredDto, RefreshResponseDto, RevokeAllResponseDto, RevokeResponseDto, StoreCredentialBodyDto } from './admin.dto';
 import { AdminRequest, AdminService } from './admin.service';
 
 const PROVIDER_QUERY = {
@@ -52,6 +52,30 @@ export class AdminController {
     @Query() query: Record<string, unknown>,
   ): Promise<ConnectionViewDto> {
     return this.admin.get(asking(caller, request), account, query);
+  }
+
+  @Put('connections/:account/credentials')
+  @HttpCode(200)
+  @Header('cache-control', 'no-store')
+  @ApiOperation({
+    summary: 'store a static credential (API key) for the account, in place of whatever it held',
+    description:
+      'The key is checked with the provider as it will be applied (Copper: GET /users/me with the X-PW-* headers; Copernica: GET /identity; ' +
+      'Copy.ai has no check: verification not_supported) unless verify is false. An OAuth grant it replaces is revoked at the provider first ' +
+      'where it can be. 400 for a missing or malformed field, 422 credential_rejected when the provider refused the key, ' +
+      '503 provider_unavailable when the check could not run: in those cases nothing is stored.',
+  })
+  @ApiBody({ type: StoreCredentialBodyDto })
+  @ApiOkResponse({ type: CredentialStoredDto })
+  @ApiQuery({ name: 'provider', required: true, enum: [...PROVIDER_IDS] })
+  async storeCredential(
+    @CurrentCaller() caller: Caller,
+    @Req() request: FastifyRequest,
+    @Param('account') account: string,
+    @Query() query: Record<string, unknown>,
+    @Body() body: unknown,
+  ): Promise<CredentialStoredDto> {
+    return this.admin.storeCredential(asking(caller, request), account, query, body);
   }
 
   @Post('connections/:account/revoke')

@@ -1,4 +1,5 @@
-import { ConnectionRecord, ConnectionStatus } from '@app/connections';
+import { AuthMode, ConnectionErrorCode, ConnectionRecord, ConnectionStatus } from '@app/connections';
+import { VERIFICATIONS, Verification } from '@app/credentials';
 import { AUDIT_ACTIONS, AuditAction, AuditActorKind, AuditRecord } from '@app/observability';
 import { PROVIDER_IDS } from '@app/providers';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
@@ -25,7 +26,8 @@ export class ConnectionViewDto {
   @ApiProperty({ example: 'acme-42' }) account!: string;
   @ApiProperty({ enum: [...PROVIDER_IDS] }) provider!: string;
   @ApiProperty({ enum: ConnectionStatus }) status!: ConnectionStatus;
-  @ApiProperty({ nullable: true, type: String, description: 'null: the token does not expire, or none is stored' }) expiresAt!: string | null;
+  @ApiProperty({ enum: AuthMode, description: 'oauth2: an OAuth grant; api_key: a static credential' }) authMode!: AuthMode;
+  @ApiProperty({ nullable: true, type: String, description: 'null: the token (or API key) does not expire, or none is stored' }) expiresAt!: string | null;
   @ApiProperty({ nullable: true, type: String }) refreshTokenExpiresAt!: string | null;
   @ApiProperty({ description: 'whether a refresh token is stored (never the token)' }) hasRefreshToken!: boolean;
   @ApiProperty({ nullable: true, type: String }) scope!: string | null;
@@ -71,6 +73,25 @@ export class RefreshResponseDto {
   @ApiProperty({ type: ConnectionViewDto }) connection!: ConnectionViewDto;
 }
 
+/** PUT /admin/connections/:account/credentials: the static credential to store. */
+export class StoreCredentialBodyDto {
+  @ApiProperty({ description: 'the API key (Copernica: an API access token from its dashboard); never shown again' }) apiKey!: string;
+  @ApiPropertyOptional({ description: 'Copper only, and required there: the email of the user who generated the key' }) userEmail?: string;
+  @ApiPropertyOptional({ type: String, format: 'date-time', nullable: true, description: 'when the key stops working (Copy.ai: 12 months after it was made); reads then answer 409 needs_reauth' })
+  expiresAt?: string | null;
+  @ApiPropertyOptional({ default: true, description: 'false: store without asking the provider (the answer says verification: skipped)' }) verify?: boolean;
+}
+
+export class CredentialStoredDto extends ConnectionViewDto {
+  @ApiProperty({
+    enum: [...VERIFICATIONS],
+    description: 'verified: the provider accepted the key; skipped: verify was false; not_supported: the provider has no way to check one (Copy.ai)',
+  })
+  verification!: Verification;
+  @ApiProperty({ nullable: true, type: ProviderRevocationDto, description: 'the OAuth grant this key replaced, and what its provider was told; null when none' })
+  replacedGrant!: ProviderRevocationDto | null;
+}
+
 /** How many failed accounts a revoke-all answer names. */
 export const MAX_FAILED_ACCOUNTS = 100;
 
@@ -86,11 +107,17 @@ export class RevokeAllResponseDto {
   @ApiProperty() message!: string;
 }
 
-export function toConnectionView(record: ConnectionRecord): ConnectionViewDto {
+/**
+ * `nowMs`: an API key past its expiry is shown as needs_reauth (credential_expired) at once,
+ * before the sweep has flagged the row, as the token read answers it.
+ */
+export function toConnectionView(record: ConnectionRecord, nowMs: number = Date.now()): ConnectionViewDto {
+  const expired = record.authMode === AuthMode.ApiKey && record.status === ConnectionStatus.Active && record.expiresAt !== null && record.expiresAt.getTime() <= nowMs;
   return {
     account: record.account,
     provider: record.provider,
-    status: record.status,
+    status: expired ? ConnectionStatus.NeedsReauth : record.status,
+    authMode: record.authMode,
     expiresAt: iso(record.expiresAt),
     refreshTokenExpiresAt: iso(record.refreshTokenExpiresAt),
     hasRefreshToken: record.hasRefreshToken,
@@ -101,7 +128,11 @@ export function toConnectionView(record: ConnectionRecord): ConnectionViewDto {
     lastUsedAt: iso(record.lastUsedAt),
     nextRefreshAt: iso(record.nextRefreshAt),
     refreshFailures: record.refreshFailures,
-    lastError: record.lastError ? { code: record.lastError.code, message: record.lastError.message, at: record.lastError.at.toISOString() } : null,
+    lastError: expired
+      ? { code: ConnectionErrorCode.CredentialExpired, message: `the API key expired at ${record.expiresAt!.toISOString()}`, at: record.expiresAt!.toISOString() }
+      : record.lastError
+        ? { code: record.lastError.code, message: record.lastError.message, at: record.lastError.at.toISOString() }
+        : null,
     identity: record.identity ? identityView(record.identity) : null,
   };
 }

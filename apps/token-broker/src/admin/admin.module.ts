@@ -1,5 +1,6 @@
 import { AuditModule } from '@app/audit';
 import { ConnectionsModule } from '@app/connections';
+import { CredentialsModule } from '@app/credentials';
 import { ProvidersModule } from '@app/providers';
 import { RefreshModule } from '@app/refresh';
 import { RevocationModule } from '@app/revocation';
@@ -15,7 +16,7 @@ import { AdminService } from './admin.service';
  * is audited, and the audit trail is read here too (GET /admin/audit).
  */
 @Module({
-  imports: [AuditModule, ConnectionsModule, ProvidersModule, RefreshModule, RevocationModule, TokensModule],
+  imports: [AuditModule, ConnectionsModule, CredentialsModule, ProvidersModule, RefreshModule, RevocationModule, TokensModule],
   controllers: [AdminController],
   providers: [AdminService],
 })

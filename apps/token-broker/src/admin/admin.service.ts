@@ -1,11 +1,12 @@
 import { AuditRepository } from '@app/audit';
 import { Caller } from '@app/auth';
-import { assertAccountId, DomainError, ErrorCode } from '@app/common';
+import { assertAccountId, Clock, DomainError, ErrorCode } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionListRepository, ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
+import { AuthMode, ConnectionListRepository, ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
 import { AuditLog } from '@app/observability';
 import { isProviderId, providerDefinition, ProviderId, unknownProviderMessage } from '@app/providers';
 import { RefreshEngine, RefreshOutcome } from '@app/refresh';
+import { StaticCredentialService, StoredCredential } from '@app/credentials';
 import { ConnectionRevoker, RevocationReport } from '@app/revocation';
 import { ConnectionCache } from '@app/tokens';
 import { Injectable } from '@nestjs/common';
@@ -15,6 +16,7 @@ import {
   AuditPageDto,
   ConnectionPageDto,
   ConnectionViewDto,
+  CredentialStoredDto,
   MAX_FAILED_ACCOUNTS,
   RefreshResponseDto,
   RevokeAllResponseDto,
@@ -37,14 +39,15 @@ export interface AdminRequest {
 }
 
 /** The audit actions of /admin (DESIGN, "Audit trail"). */
-type AdminAction = 'connections.list' | 'connections.get' | 'connection.revoke' | 'connection.refresh' | 'provider.revoke_all' | 'audit.list';
+type AdminAction = 'connections.list' | 'connections.get' | 'connection.revoke' | 'connection.refresh' | 'provider.revoke_all' | 'audit.list' | 'credential.store';
 
 /** What an admin action learns about its own audit record while it runs. */
 interface AuditDraft {
   account?: string;
   provider?: string;
-  /** What a success is recorded as; a failure is recorded as the error code it is answered with. */
+  /** What a success is recorded as; a failure is recorded as the error code it is answered with, unless `failedAs` says otherwise. */
   outcome: string;
+  failedAs?: string;
   detail?: Record<string, unknown>;
 }
 
@@ -66,6 +69,8 @@ export class AdminService {
     private readonly revoker: ConnectionRevoker,
     private readonly engine: RefreshEngine,
     private readonly cache: ConnectionCache,
+    private readonly credentials: StaticCredentialService,
+    private readonly clock: Clock,
     private readonly audit: AuditLog,
     private readonly auditTrail: AuditRepository,
   ) {}
@@ -85,14 +90,15 @@ export class AdminService {
       const { filter, cursor, limit } = parseListQuery(query);
       const page = await this.listing.list(filter, cursor, limit);
       draft.detail = { status: filter.status ?? null, returned: page.items.length };
-      return { items: page.items.map(toConnectionView), nextCursor: page.nextCursor };
+      const nowMs = this.clock.nowMs();
+      return { items: page.items.map((record) => toConnectionView(record, nowMs)), nextCursor: page.nextCursor };
     });
   }
 
   async get(asking: AdminRequest, account: string, query: Record<string, unknown>): Promise<ConnectionViewDto> {
     return this.audited(asking, 'connections.get', { account, provider: rawString(query.provider) }, async (draft) => {
       const record = await this.resolve(account, query, draft);
-      return toConnectionView(record);
+      return toConnectionView(record, this.clock.nowMs());
     });
   }
 
@@ -137,6 +143,37 @@ export class AdminService {
       const answer = this.refreshAnswer(record, outcome);
       draft.outcome = answer.outcome;
       return answer;
+    });
+  }
+
+  /**
+   * Stores a static credential (API key) for the account, checked with the provider first unless
+   * `verify: false`; it replaces whatever the connection held (an OAuth grant is revoked at the
+   * provider first, where it can be). `?provider=` is required: the connection may not exist yet.
+   */
+  async storeCredential(asking: AdminRequest, account: string, query: Record<string, unknown>, body: unknown): Promise<CredentialStoredDto> {
+    return this.audited(asking, 'credential.store', { account, provider: rawString(query.provider) }, async (draft) => {
+      assertAccountId(account);
+      const provider = parseProviderQuery(query);
+      if (provider === undefined) throw new DomainError(ErrorCode.ValidationFailed, 'provider is required: say which provider the key is for with ?provider=');
+      const input = this.credentials.parse(provider, body);
+      let stored: StoredCredential;
+      try {
+        stored = await this.credentials.store(account, provider, input);
+      } catch (error) {
+        if (error instanceof DomainError && error.code === ErrorCode.CredentialRejected) draft.failedAs = 'rejected';
+        throw error;
+      }
+      draft.outcome = 'stored';
+      draft.detail = {
+        verification: stored.verification,
+        expiresAt: input.expiresAt?.toISOString() ?? null,
+        replacedGrant: stored.replacedGrant ? { accessToken: stored.replacedGrant.accessToken, refreshToken: stored.replacedGrant.refreshToken } : null,
+      };
+      const replacedGrant = stored.replacedGrant
+        ? { accessToken: stored.replacedGrant.accessToken, refreshToken: stored.replacedGrant.refreshToken, error: stored.replacedGrant.errors.join('; ') || null }
+        : null;
+      return { ...toConnectionView(stored.connection, this.clock.nowMs()), verification: stored.verification, replacedGrant };
     });
   }
 
@@ -207,7 +244,7 @@ export class AdminService {
     try {
       return await work(draft);
     } catch (error) {
-      draft.outcome = errorCodeOf(error);
+      draft.outcome = draft.failedAs ?? errorCodeOf(error);
       throw error;
     } finally {
       this.audit.record({
@@ -270,6 +307,9 @@ export class AdminService {
         };
       }
       case 'not_refreshable':
+        if (record.authMode === AuthMode.ApiKey) {
+          throw fail(ErrorCode.NotRefreshable, `the ${provider} connection of ${account} holds an API key, which is never refreshed; store a new key to replace it`);
+        }
         throw fail(
           ErrorCode.NotRefreshable,
           `the ${provider} connection of ${account} has no refresh token (${provider} issued none); only a reconnect gives it a new token`,

@@ -25,6 +25,7 @@ const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.Revoked]: 409,
   [ErrorCode.NotRefreshable]: 409,
   [ErrorCode.PayloadTooLarge]: 413,
+  [ErrorCode.CredentialRejected]: 422,
   [ErrorCode.UriTooLong]: 414,
   [ErrorCode.TokenUnreadable]: 500,
   [ErrorCode.Internal]: 500,

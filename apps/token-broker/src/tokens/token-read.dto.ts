@@ -1,4 +1,5 @@
 import { DomainError, ErrorCode } from '@app/common';
+import { AuthMode } from '@app/connections';
 import { PROVIDER_IDS } from '@app/providers';
 import { DEFAULT_MIN_VALIDITY_SEC, MAX_MIN_VALIDITY_SEC } from '@app/tokens';
 
@@ -46,11 +47,11 @@ const stringMap = { type: 'object', additionalProperties: { type: 'string' } } a
  */
 export const TOKEN_RESPONSE_SCHEMA = {
   type: 'object',
-  required: ['account', 'provider', 'accessToken', 'tokenType', 'expiresAt', 'scope', 'apply'],
+  required: ['account', 'provider', 'accessToken', 'tokenType', 'expiresAt', 'scope', 'apply', 'authMode'],
   properties: {
     account: { type: 'string', example: 'acme-42' },
     provider: { type: 'string', enum: [...PROVIDER_IDS] },
-    accessToken: { type: 'string' },
+    accessToken: { type: 'string', description: 'the access token, or the API key of an api_key connection' },
     tokenType: { type: 'string', example: 'Bearer' },
     expiresAt: { type: 'string', format: 'date-time', nullable: true, description: 'null: the token does not expire' },
     scope: { type: 'string', nullable: true },
@@ -59,6 +60,11 @@ export const TOKEN_RESPONSE_SCHEMA = {
       description: 'how to present the token to the provider API: add these headers and query parameters',
       required: ['headers', 'query'],
       properties: { headers: { ...stringMap, example: { Authorization: 'Bearer …' } }, query: { ...stringMap, example: {} } },
+    },
+    authMode: {
+      type: 'string',
+      enum: Object.values(AuthMode),
+      description: 'oauth2: a token from the connect dance; api_key: a static credential (accessToken is the key, tokenType "api_key")',
     },
   },
 } as const;

@@ -3,6 +3,7 @@ import { defineProvider } from '../provider-definition';
 /**
  * Copy.ai. No public OAuth endpoints: authorize and token URLs must be configured. Standard
  * form POST exchange with refresh tokens; revocation (RFC 7009) when COPYAI_REVOKE_URL is set.
+ * Its documented API takes an API key in `x-copy-ai-api-key`, with no endpoint to check one.
  */
 export const copyai = defineProvider({
   id: 'copyai',
@@ -19,4 +20,10 @@ export const copyai = defineProvider({
   tokenExchange: 'form_post',
   tokenPresentation: 'bearer_header',
   revocation: 'rfc7009',
+  staticCredential: {
+    userEmail: 'none',
+    hint: 'In Copy.ai, open Settings, then API, and copy your workspace API key.',
+    verification: 'not_supported',
+    present: ({ apiKey }) => ({ headers: { 'x-copy-ai-api-key': apiKey }, query: {} }),
+  },
 });
