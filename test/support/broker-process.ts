@@ -64,6 +64,8 @@ export async function spawnBrokerProcess(
         TOKEN_ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
         SERVICE_API_KEYS: `tests:${TEST_SERVICE_KEY}`,
         ADMIN_API_KEYS: `ops:${TEST_ADMIN_KEY}`,
+        // No load balancer waits on a test child: a suite about the drain sets its own.
+        SHUTDOWN_DRAIN_MS: '0',
         ...(options.clockSkewMs ? { TEST_CLOCK_SKEW_MS: String(options.clockSkewMs) } : {}),
         ...env,
       },
