@@ -89,6 +89,18 @@ describe('AuditLog', () => {
     expect(received).toEqual([{ ...EVENT, at: new Date(Date.UTC(2026, 5, 1, 12)) }]);
   });
 
+  it('hands sinks attached later every record from then on, with secret-named detail fields censored as in the log', () => {
+    processLoggerAt('silent');
+    const audit = new AuditLog(clock);
+    audit.record(EVENT);
+    const received: AuditRecord[] = [];
+    const sink = { write: (record: AuditRecord) => received.push(record) };
+    audit.attach(sink);
+    audit.attach(sink);
+    audit.record({ ...EVENT, detail: { refreshToken: 'cai_rt_secret', nested: { apiKey: 'k-secret' }, erasedLocally: true } });
+    expect(received).toEqual([{ ...EVENT, detail: { refreshToken: '[redacted]', nested: { apiKey: '[redacted]' }, erasedLocally: true }, at: new Date(Date.UTC(2026, 5, 1, 12)) }]);
+  });
+
   it('still writes, as text, when the process logger is not the broker’s', () => {
     const written: string[] = [];
     const plain: LoggerService = { log: (message: string) => written.push(message), error: () => undefined, warn: () => undefined };

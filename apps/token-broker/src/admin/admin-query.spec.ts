@@ -2,7 +2,7 @@ import { DomainError, ErrorCode } from '@app/common';
 import { ConnectionStatus } from '@app/connections';
 import fastify, { FastifyInstance } from 'fastify';
 import { sendError } from '../http/error.filter';
-import { assertNoQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parseListQuery, parseProviderQuery } from './admin-query';
+import { assertNoQuery, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parseAuditQuery, parseListQuery, parseProviderQuery } from './admin-query';
 
 /** The DomainError `run` throws (fails the test if it throws nothing, or something else). */
 function failure(run: () => unknown): DomainError {
@@ -157,6 +157,49 @@ describe('admin query parsing', () => {
       const error = failure(() => parseProviderQuery({ provider: 'copper', status: 'active' }));
       expect(error.code).toBe(ErrorCode.ValidationFailed);
       expect(error.message).toBe('property status should not exist');
+    });
+  });
+
+  describe('parseAuditQuery (GET /admin/audit)', () => {
+    it('defaults to no filter, the first page, 50 a page; empty values count as absent', () => {
+      expect(parseAuditQuery({})).toEqual({ filter: { account: undefined, provider: undefined, actor: undefined, action: undefined, since: undefined, until: undefined }, cursor: null, limit: DEFAULT_PAGE_SIZE });
+      expect(parseAuditQuery({ account: '', actor: '', since: '' }).filter.account).toBeUndefined();
+    });
+
+    it('reads every filter', () => {
+      const { filter, cursor, limit } = parseAuditQuery({
+        account: 'acme-42',
+        provider: 'copyai',
+        actor: 'billing',
+        action: 'token.read',
+        since: '2026-06-01',
+        until: '2026-06-02T12:30:00+02:00',
+        cursor: 'abc_-9',
+        limit: '200',
+      });
+      expect(filter).toEqual({
+        account: 'acme-42',
+        provider: 'copyai',
+        actor: 'billing',
+        action: 'token.read',
+        since: new Date(Date.UTC(2026, 5, 1)),
+        until: new Date(Date.UTC(2026, 5, 2, 10, 30)),
+      });
+      expect([cursor, limit]).toEqual(['abc_-9', 200]);
+    });
+
+    it('lists every bad value in one message', () => {
+      const error = failure(() =>
+        parseAuditQuery({ account: 'not valid', actor: 'a b', action: 'token.write', since: 'yesterday', until: '2026-13-45', limit: '0', cursor: 'a=b', extra: '1' }),
+      );
+      expect(error.code).toBe(ErrorCode.ValidationFailed);
+      for (const part of ['property extra should not exist', 'since must be an ISO 8601 time', 'until must be an ISO 8601 time', 'cursor is not one', 'limit must be', 'account must be', 'actor must be', 'action must be one of']) {
+        expect(error.message).toContain(part);
+      }
+    });
+
+    it('answers an unknown provider with provider_unknown, as the other routes', () => {
+      expect(failure(() => parseAuditQuery({ provider: 'salesforce' })).code).toBe(ErrorCode.ProviderUnknown);
     });
   });
 

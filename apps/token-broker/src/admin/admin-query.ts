@@ -29,9 +29,10 @@ export function parseListQuery(query: Record<string, unknown>): ListQuery {
   const problems = unexpectedKeys(query, ['provider', 'status', 'cursor', 'limit']);
   const provider = optionalString(query, 'provider', problems);
   const status = optionalString(query, 'status', problems);
-  const { cursor, limit } = parsePaging(query, problems);
+  const paging = readPaging(query, problems);
 
   if (status !== undefined && !STATUSES.includes(status)) problems.push(`status must be one of ${STATUSES.join(', ')}`);
+  const { cursor, limit } = checkPaging(paging, problems);
   const knownProvider = checkProvider(provider, problems);
   return { filter: { provider: knownProvider, status: status as ConnectionStatus | undefined }, cursor, limit };
 }
@@ -51,7 +52,7 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
   const action = optionalString(query, 'action', problems);
   const since = optionalTime(query, 'since', problems);
   const until = optionalTime(query, 'until', problems);
-  const { cursor, limit } = parsePaging(query, problems);
+  const { cursor, limit } = checkPaging(readPaging(query, problems), problems);
 
   if (account !== undefined && !ACCOUNT_ID_PATTERN.test(account)) problems.push('account must be 1 to 128 characters of letters, digits and . _ : @ -');
   if (actor !== undefined && !ACTOR.test(actor)) problems.push('actor must be a key name (letters, digits, . _ -), system, end_user or anonymous');
@@ -85,10 +86,13 @@ function checkProvider(provider: string | undefined, problems: string[]): Provid
   return provider;
 }
 
-/** `?cursor=&limit=` of a paged route; problems are added to `problems`. */
-function parsePaging(query: Record<string, unknown>, problems: string[]): { cursor: string | null; limit: number } {
-  const cursor = optionalString(query, 'cursor', problems);
-  const limitText = optionalString(query, 'limit', problems);
+/** `?cursor=&limit=` of a paged route, as given. */
+function readPaging(query: Record<string, unknown>, problems: string[]): { cursor?: string; limitText?: string } {
+  return { cursor: optionalString(query, 'cursor', problems), limitText: optionalString(query, 'limit', problems) };
+}
+
+/** The page asked for; what is wrong with it is added to `problems`. */
+function checkPaging({ cursor, limitText }: { cursor?: string; limitText?: string }, problems: string[]): { cursor: string | null; limit: number } {
   if (cursor !== undefined && (cursor.length > MAX_CURSOR_LENGTH || !CURSOR_ALPHABET.test(cursor))) {
     problems.push('cursor is not one this service issued; start again without it');
   }
