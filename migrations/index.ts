@@ -4,6 +4,7 @@ import { NotifyConnectionChanges1795444800000 } from './1795444800000-NotifyConn
 import { TrackSealedKeyIds1795450000000 } from './1795450000000-TrackSealedKeyIds';
 import { CreateAuditEvents1795460000000 } from './1795460000000-CreateAuditEvents';
 import { StaticCredentials1795470000000 } from './1795470000000-StaticCredentials';
+import { DerivedTokens1795470100000 } from './1795470100000-DerivedTokens';
 
 /** Every migration, in order. A new migration file is added here too. */
 export const MIGRATIONS: Array<new () => unknown> = [
@@ -13,4 +14,5 @@ export const MIGRATIONS: Array<new () => unknown> = [
   TrackSealedKeyIds1795450000000,
   CreateAuditEvents1795460000000,
   StaticCredentials1795470000000,
+  DerivedTokens1795470100000,
 ];

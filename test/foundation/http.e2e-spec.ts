@@ -228,7 +228,7 @@ describe('HTTP surface', () => {
       const read = document.paths['/tokens/{account}'].get!;
       expect(read.security).toEqual([{ bearer: [] }]);
       expect(Object.keys(document.components.securitySchemes)).toContain('bearer');
-      expect(read.parameters.map((p) => `${p.in} ${p.name}`)).toEqual(['path account', 'query provider', 'query minValidity']);
+      expect(read.parameters.map((p) => `${p.in} ${p.name}`)).toEqual(['path account', 'query provider', 'query minValidity', 'query api']);
       expect(read.responses['200'].content!['application/json'].schema.$ref).toBe('#/components/schemas/TokenResponse');
       expect(Object.keys(document.components.schemas.TokenResponse.properties).sort()).toEqual(['accessToken', 'account', 'apply', 'authMode', 'expiresAt', 'provider', 'scope', 'tokenType']);
       expect(Object.keys(read.responses)).toEqual(['200', '400', '401', '403', '404', '409', '500', '502', '503']);

@@ -9,6 +9,7 @@ import {
   parseApiKey,
   parseBehaviourPatch,
   parseCount,
+  parseEndpoint,
   parseExpiresInSec,
   parseFailure,
   parseProvider,
@@ -57,11 +58,12 @@ export function registerControlRoutes(router: Router, sandbox: ProviderSandbox):
       const body = await jsonObject(req);
       const provider = parseProvider(body.provider);
       const failure = parseFailure(body.failure);
+      const endpoint = parseEndpoint(body.endpoint);
       if (body.untilCleared === true) {
         if (body.count !== undefined) throw new SandboxInputError('give either count or untilCleared, not both');
-        sandbox.failUntilCleared(provider, failure);
+        sandbox.failUntilCleared(provider, failure, endpoint);
       } else {
-        sandbox.failNext(provider, failure, parseCount(body.count));
+        sandbox.failNext(provider, failure, parseCount(body.count), endpoint);
       }
       sendNoContent(res);
     }),

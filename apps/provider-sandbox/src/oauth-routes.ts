@@ -52,6 +52,41 @@ export function registerProviderRoutes(router: Router, spec: ProviderSpec, deps:
   if (spec.paths.revoke) {
     router.add('POST', spec.paths.revoke, (req, res) => revoke(spec, deps, req, res));
   }
+  if (spec.paths.authenticate) {
+    router.add('POST', spec.paths.authenticate, (req, res) => authenticate(spec, deps, req, res));
+  }
+  const check = spec.paths.derivedTokenCheck;
+  if (check) {
+    router.add('GET', check, (req, res) => {
+      const presented = bearerToken(req);
+      const record = presented === undefined ? undefined : deps.state.validDerivedToken(spec, presented);
+      if (record) return sendJson(res, 200, { valid: true });
+      sendJson(res, 401, { error: 'invalid_token', error_description: 'missing, unknown or expired JWT' }, { 'www-authenticate': `Bearer realm="${spec.id}"` });
+    });
+  }
+}
+
+/**
+ * The authentication service that mints derived tokens (Copernica's REST v4 JWTs): a form POST
+ * of `access_token=<an access token or API key>`; the JWT comes back as the behaviour says
+ * (text by default). An unknown or revoked token is 401. Failures planned for `authenticate`
+ * and the provider's latency apply.
+ */
+async function authenticate(spec: ProviderSpec, deps: OAuthRouteDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const form = await readForm(req);
+  const behaviour = deps.state.behaviour(spec.id);
+  if (behaviour.latencyMs > 0) await sleep(behaviour.latencyMs);
+  const failure = deps.state.takeFailure(spec.id, 'authenticate');
+  if (failure) return injectFailure(deps, res, failure);
+  const presented = param(form, 'access_token');
+  const record =
+    presented === undefined ? undefined : (deps.state.validAccessToken(spec, presented) ?? deps.state.validApiKey(spec, { key: presented, complete: true }));
+  if (!record) return sendJson(res, 401, { error: 'invalid_token', error_description: 'missing, unknown or revoked access token' }, TOKEN_HEADERS);
+  const jwt = deps.state.mintDerivedToken(spec, record, behaviour.derivedTokenLifetimeSec);
+  if (behaviour.derivedTokenAnswer === 'json-string') return sendJson(res, 200, jwt, TOKEN_HEADERS);
+  if (behaviour.derivedTokenAnswer === 'json-object') return sendJson(res, 200, { token: jwt }, TOKEN_HEADERS);
+  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(jwt), ...TOKEN_HEADERS });
+  res.end(jwt);
 }
 
 // ---- authorize and consent -----------------------------------------------------------------

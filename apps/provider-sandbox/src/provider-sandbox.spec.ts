@@ -755,6 +755,93 @@ describe('control API over HTTP', () => {
   });
 });
 
+describe('API keys', () => {
+  const apiUrl = (p: SandboxProvider): string => sandbox.endpoints(p).apiUrl;
+
+  it('Copper takes a registered key only with all three X-PW headers and its owner\'s email', async () => {
+    const { apiKey, userEmail } = sandbox.registerApiKey('copper', { user: 'u-7' });
+    expect(apiKey).toMatch(/^cpr_key_/);
+    const headers = { 'X-PW-AccessToken': apiKey, 'X-PW-Application': 'developer_api', 'X-PW-UserEmail': userEmail };
+    const ok = await get(`${apiUrl('copper')}/users/me`, headers);
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ id: 'u-7', name: 'Sandbox User u-7', email: 'u-7@example.test' });
+    expect((await get(`${apiUrl('copper')}/users/me`, { ...headers, 'X-PW-UserEmail': 'U-7@Example.Test' })).status).toBe(200);
+    expect((await get(`${apiUrl('copper')}/users/me`, { ...headers, 'X-PW-UserEmail': 'other@example.test' })).status).toBe(401);
+    expect((await get(`${apiUrl('copper')}/users/me`, { ...headers, 'X-PW-Application': 'other' })).status).toBe(401);
+    expect((await get(`${apiUrl('copper')}/users/me`, { 'X-PW-AccessToken': apiKey, 'X-PW-UserEmail': userEmail })).status).toBe(401);
+    expect((await get(`${apiUrl('copper')}/users/me`, { ...headers, 'X-PW-AccessToken': `${apiKey}x` })).status).toBe(401);
+    expect(sandbox.stats().apiKeyChecks.copper).toEqual({ accepted: 2, refused: 4 });
+  });
+
+  it('Copernica takes a key as ?access_token=, Copy.ai as x-copy-ai-api-key; a key of one provider is nothing to another', async () => {
+    const copernica = sandbox.registerApiKey('copernica');
+    expect((await get(`${apiUrl('copernica')}/identity?access_token=${copernica.apiKey}`)).status).toBe(200);
+    const copyai = sandbox.registerApiKey('copyai', { apiKey: 'chosen-key' });
+    expect(copyai.apiKey).toBe('chosen-key');
+    expect((await get(`${sandbox.url}/copyai/_sandbox/check`, { 'x-copy-ai-api-key': 'chosen-key' })).status).toBe(200);
+    expect((await get(`${sandbox.url}/copyai/_sandbox/check`, { 'x-copy-ai-api-key': copernica.apiKey })).status).toBe(401);
+    expect((await get(`${apiUrl('copernica')}/identity?access_token=chosen-key`)).status).toBe(401);
+  });
+
+  it('registers keys over the control API too', async () => {
+    const res = await postJson('/_sandbox/api-keys', { provider: 'copernica', user: 'u-9' });
+    expect(res.status).toBe(200);
+    const { apiKey } = (await res.json()) as { apiKey: string };
+    expect((await get(`${apiUrl('copernica')}/identity?access_token=${apiKey}`)).status).toBe(200);
+    expect((await postJson('/_sandbox/api-keys', { provider: 'copernica', apiKey: 'with space' })).status).toBe(400);
+  });
+});
+
+describe('Copernica authentication service (REST v4 JWTs)', () => {
+  const authenticateUrl = (): string => sandbox.endpoints('copernica').authenticateUrl!;
+  const v4Check = (jwt: string): Promise<Response> => get(`${sandbox.url}/copernica/v4/_sandbox/check`, { authorization: `Bearer ${jwt}` });
+  const claims = (jwt: string): { exp?: number; sub: string } => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'));
+
+  it('mints a 24-hour JWT as text from an access token or an API key, counts it, and v4 takes it until it expires', async () => {
+    const { access_token: accessToken } = sandbox.issueTokens('copernica');
+    const res = await postForm(authenticateUrl(), { access_token: accessToken });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    const jwt = await res.text();
+    const { exp, sub } = claims(jwt);
+    expect(sub).toBe('u-1001');
+    expect(exp! * 1000 - Date.now()).toBeGreaterThan(86_395_000);
+    expect((await v4Check(jwt)).status).toBe(200);
+    const { apiKey } = sandbox.registerApiKey('copernica');
+    expect((await postForm(authenticateUrl(), { access_token: apiKey })).status).toBe(200);
+    expect(sandbox.stats().derivedTokenMints.copernica).toBe(2);
+    clockOffsetMs = 86_401_000;
+    expect((await v4Check(jwt)).status).toBe(401);
+  });
+
+  it('refuses an unknown token with 401, and follows the configured lifetime and answer format', async () => {
+    expect((await postForm(authenticateUrl(), { access_token: 'cpn_at_unknown' })).status).toBe(401);
+    expect((await postForm(authenticateUrl(), {})).status).toBe(401);
+    const { access_token: accessToken } = sandbox.issueTokens('copernica');
+    sandbox.configure('copernica', { derivedTokenLifetimeSec: 120, derivedTokenAnswer: 'json-object' });
+    const { token } = (await (await postForm(authenticateUrl(), { access_token: accessToken })).json()) as { token: string };
+    expect(claims(token).exp! * 1000 - Date.now()).toBeLessThanOrEqual(120_000);
+    sandbox.configure('copernica', { derivedTokenLifetimeSec: null, derivedTokenAnswer: 'json-string' });
+    const asString = (await (await postForm(authenticateUrl(), { access_token: accessToken })).json()) as string;
+    expect(claims(asString).exp).toBeUndefined();
+    expect(sandbox.stats().derivedTokenMints.copernica).toBe(2);
+  });
+
+  it('fails as planned for the authenticate endpoint without touching the token endpoint', async () => {
+    const { access_token: accessToken } = sandbox.issueTokens('copernica');
+    sandbox.failNext('copernica', { kind: 'status', status: 503, retryAfterSec: 9 }, 1, 'authenticate');
+    const failed = await postForm(authenticateUrl(), { access_token: accessToken });
+    expect(failed.status).toBe(503);
+    expect(failed.headers.get('retry-after')).toBe('9');
+    expect((await postForm(authenticateUrl(), { access_token: accessToken })).status).toBe(200);
+    const fail = await postJson('/_sandbox/fail', { provider: 'copernica', endpoint: 'authenticate', failure: { kind: 'status', status: 401 } });
+    expect(fail.status).toBe(204);
+    expect((await postForm(authenticateUrl(), { access_token: accessToken })).status).toBe(401);
+    expect(sandbox.stats().derivedTokenMints.copernica).toBe(1);
+    expect(sandbox.stats().tokenRequests.copernica.failuresInjected).toBe(0);
+  });
+});
+
 describe('environment and endpoints', () => {
   it('lists every broker variable for the three providers', () => {
     const env = sandbox.env();
@@ -762,6 +849,7 @@ describe('environment and endpoints', () => {
       [
         'COPPER_CLIENT_ID', 'COPPER_CLIENT_SECRET', 'COPPER_AUTHORIZE_URL', 'COPPER_TOKEN_URL', 'COPPER_API_URL',
         'COPERNICA_CLIENT_ID', 'COPERNICA_CLIENT_SECRET', 'COPERNICA_AUTHORIZE_URL', 'COPERNICA_TOKEN_URL', 'COPERNICA_API_URL',
+        'COPERNICA_AUTHENTICATE_URL',
         'COPYAI_CLIENT_ID', 'COPYAI_CLIENT_SECRET', 'COPYAI_AUTHORIZE_URL', 'COPYAI_TOKEN_URL', 'COPYAI_API_URL', 'COPYAI_REVOKE_URL',
         'COPYAI_SCOPE',
       ].sort(),
@@ -769,6 +857,7 @@ describe('environment and endpoints', () => {
     expect(env.COPPER_AUTHORIZE_URL).toBe(`${sandbox.url}/copper/oauth/authorize`);
     expect(env.COPERNICA_TOKEN_URL).toBe(`${sandbox.url}/copernica/v2/token`);
     expect(env.COPYAI_SCOPE).toBe('content:read content:write');
+    expect(env.COPERNICA_AUTHENTICATE_URL).toBe(`${sandbox.url}/copernica/authenticate`);
     expect(sandbox.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   });
 

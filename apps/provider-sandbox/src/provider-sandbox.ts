@@ -24,6 +24,7 @@ import {
   parseApiKey,
   parseBehaviourPatch,
   parseCount,
+  parseEndpoint,
   parseExpiresInSec,
   parseFailure,
   parseProvider,
@@ -32,6 +33,7 @@ import {
 } from './sandbox-input';
 import { SandboxState } from './sandbox-state';
 import {
+  FailingEndpoint,
   InjectedFailure,
   IssueTokensOptions,
   ProviderBehaviour,
@@ -114,6 +116,7 @@ class RunningProviderSandbox implements ProviderSandbox {
       apiUrl: this.baseUrl + paths.api,
     };
     if (paths.revoke) endpoints.revokeUrl = this.baseUrl + paths.revoke;
+    if (paths.authenticate) endpoints.authenticateUrl = this.baseUrl + paths.authenticate;
     return endpoints;
   }
 
@@ -128,6 +131,7 @@ class RunningProviderSandbox implements ProviderSandbox {
       env[`${spec.envPrefix}_TOKEN_URL`] = endpoints.tokenUrl;
       env[`${spec.envPrefix}_API_URL`] = endpoints.apiUrl;
       if (endpoints.revokeUrl) env[`${spec.envPrefix}_REVOKE_URL`] = endpoints.revokeUrl;
+      if (endpoints.authenticateUrl) env[`${spec.envPrefix}_AUTHENTICATE_URL`] = endpoints.authenticateUrl;
       Object.assign(env, spec.extraEnv);
     }
     return env;
@@ -137,12 +141,12 @@ class RunningProviderSandbox implements ProviderSandbox {
     this.state.configure(parseProvider(p), parseBehaviourPatch(b));
   }
 
-  failNext(p: SandboxProvider, failure: InjectedFailure, count = 1): void {
-    this.state.failNext(parseProvider(p), parseFailure(failure), parseCount(count));
+  failNext(p: SandboxProvider, failure: InjectedFailure, count = 1, endpoint: FailingEndpoint = 'token'): void {
+    this.state.failNext(parseProvider(p), parseFailure(failure), parseCount(count), parseEndpoint(endpoint));
   }
 
-  failUntilCleared(p: SandboxProvider, failure: InjectedFailure): void {
-    this.state.failUntilCleared(parseProvider(p), parseFailure(failure));
+  failUntilCleared(p: SandboxProvider, failure: InjectedFailure, endpoint: FailingEndpoint = 'token'): void {
+    this.state.failUntilCleared(parseProvider(p), parseFailure(failure), parseEndpoint(endpoint));
   }
 
   clearFailures(p?: SandboxProvider): void {

@@ -3,6 +3,7 @@
  * in-process API and the HTTP control API so both reject the same mistakes with the same words.
  */
 import {
+  FailingEndpoint,
   InjectedFailure,
   ProviderBehaviour,
   SANDBOX_PROVIDERS,
@@ -88,6 +89,15 @@ export function parseBehaviourPatch(input: unknown, ignoredKeys: readonly string
       case 'authorizeError':
         patch.authorizeError = stringOrNull(key, value, 256);
         break;
+      case 'derivedTokenLifetimeSec':
+        patch.derivedTokenLifetimeSec = positiveSecondsOrNull(key, value);
+        break;
+      case 'derivedTokenAnswer':
+        if (value !== 'text' && value !== 'json-string' && value !== 'json-object') {
+          throw new SandboxInputError('derivedTokenAnswer must be text, json-string or json-object');
+        }
+        patch.derivedTokenAnswer = value;
+        break;
       default:
         throw new SandboxInputError(`unknown behaviour "${key}"`);
     }
@@ -124,6 +134,12 @@ export function parseApiKey(value: unknown): string | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string' || !/^[\x21-\x7e]{1,512}$/.test(value)) throw new SandboxInputError('apiKey must be 1 to 512 printable characters without spaces');
   return value;
+}
+
+export function parseEndpoint(value: unknown): FailingEndpoint {
+  if (value === undefined || value === 'token') return 'token';
+  if (value === 'authenticate') return value;
+  throw new SandboxInputError('endpoint must be token or authenticate');
 }
 
 export function parseCount(value: unknown): number {

@@ -8,6 +8,7 @@ import { perSandboxProvider } from './providers';
 import { AuthorizeRequest, IssuedTokens, OAuthError, PresentedApiKey, ProviderSpec } from './providers/provider-spec';
 import { StatsRecorder } from './sandbox-stats';
 import {
+  FailingEndpoint,
   InjectedFailure,
   ProviderBehaviour,
   SANDBOX_PROVIDERS,
@@ -88,11 +89,13 @@ function pkceMatches(verifier: string, challenge: string): boolean {
 export class SandboxState {
   readonly stats = new StatsRecorder();
   private readonly behaviours = new Map<SandboxProvider, ProviderBehaviour>();
-  private readonly failures = new Map<SandboxProvider, FailurePlan>();
+  /** Planned failures by provider and endpoint (`copernica/authenticate`). */
+  private readonly failures = new Map<string, FailurePlan>();
   private readonly codes = new Map<string, CodeRecord>();
   private readonly accessTokens = new Map<string, AccessTokenRecord>();
   private readonly refreshTokens = new Map<string, RefreshTokenRecord>();
   private readonly apiKeys = new Map<string, ApiKeyRecord>();
+  private readonly derivedTokens = new Map<string, AccessTokenRecord>();
   private readonly secretDigests: Record<SandboxProvider, Buffer>;
 
   constructor(
@@ -108,12 +111,13 @@ export class SandboxState {
   reset(): void {
     for (const p of SANDBOX_PROVIDERS) {
       this.behaviours.set(p, { ...this.specs[p].defaults });
-      this.failures.set(p, { untilCleared: undefined, queue: [] });
     }
+    this.failures.clear();
     this.codes.clear();
     this.accessTokens.clear();
     this.refreshTokens.clear();
     this.apiKeys.clear();
+    this.derivedTokens.clear();
     this.stats.reset();
   }
 
@@ -143,23 +147,22 @@ export class SandboxState {
 
   // ---- failure injection -----------------------------------------------------------------
 
-  failNext(p: SandboxProvider, failure: InjectedFailure, count: number): void {
-    this.plan(p).queue.push({ failure, remaining: count });
+  failNext(p: SandboxProvider, failure: InjectedFailure, count: number, endpoint: FailingEndpoint = 'token'): void {
+    this.plan(p, endpoint).queue.push({ failure, remaining: count });
   }
 
-  failUntilCleared(p: SandboxProvider, failure: InjectedFailure): void {
-    this.plan(p).untilCleared = failure;
+  failUntilCleared(p: SandboxProvider, failure: InjectedFailure, endpoint: FailingEndpoint = 'token'): void {
+    this.plan(p, endpoint).untilCleared = failure;
   }
 
+  /** Every planned failure of `p` (all providers when left out), at every endpoint. */
   clearFailures(p?: SandboxProvider): void {
-    for (const provider of p ? [p] : SANDBOX_PROVIDERS) {
-      this.failures.set(provider, { untilCleared: undefined, queue: [] });
-    }
+    for (const key of [...this.failures.keys()]) if (p === undefined || key.startsWith(`${p}/`)) this.failures.delete(key);
   }
 
-  /** The failure the next token-endpoint request must suffer, if any (consumes one planned failure). */
-  takeFailure(p: SandboxProvider): InjectedFailure | undefined {
-    const plan = this.plan(p);
+  /** The failure the next request to that endpoint must suffer, if any (consumes one planned failure). */
+  takeFailure(p: SandboxProvider, endpoint: FailingEndpoint = 'token'): InjectedFailure | undefined {
+    const plan = this.plan(p, endpoint);
     if (plan.untilCleared) return plan.untilCleared;
     const head = plan.queue[0];
     if (!head) return undefined;
@@ -168,11 +171,11 @@ export class SandboxState {
     return head.failure;
   }
 
-  private plan(p: SandboxProvider): FailurePlan {
-    let plan = this.failures.get(p);
+  private plan(p: SandboxProvider, endpoint: FailingEndpoint): FailurePlan {
+    let plan = this.failures.get(`${p}/${endpoint}`);
     if (!plan) {
       plan = { untilCleared: undefined, queue: [] };
-      this.failures.set(p, plan);
+      this.failures.set(`${p}/${endpoint}`, plan);
     }
     return plan;
   }
@@ -268,6 +271,29 @@ export class SandboxState {
       (!spec.apiKeyNeedsEmail || presented.userEmail?.toLowerCase() === record.userEmail.toLowerCase());
     this.stats.apiKeyCheck(spec.id, valid);
     return valid ? { grant: record.grant, expiresAt: null } : undefined;
+  }
+
+  /**
+   * Mints a derived token (Copernica's REST v4 JWT) for the grant behind a valid access token or
+   * API key: an unsigned-looking compact JWT whose `exp` is `lifetimeSec` from now (none when null).
+   */
+  mintDerivedToken(spec: ProviderSpec, from: AccessTokenRecord, lifetimeSec: number | null): string {
+    const nowSec = Math.floor(this.now() / 1000);
+    const header = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
+    const claims: Record<string, unknown> = { sub: from.grant.user.id, iat: nowSec, jti: randomBytes(12).toString('base64url') };
+    if (lifetimeSec !== null) claims.exp = nowSec + lifetimeSec;
+    const jwt = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${randomBytes(32).toString('base64url')}`;
+    this.derivedTokens.set(jwt, { grant: from.grant, expiresAt: lifetimeSec === null ? null : (nowSec + lifetimeSec) * 1000 });
+    this.stats.derivedTokenMinted(spec.id);
+    return jwt;
+  }
+
+  /** The record of a derived token this provider minted that is still valid (its grant not revoked). */
+  validDerivedToken(spec: ProviderSpec, token: string): AccessTokenRecord | undefined {
+    const record = this.derivedTokens.get(token);
+    if (!record || record.grant.provider !== spec.id || record.grant.revoked) return undefined;
+    if (record.expiresAt !== null && record.expiresAt <= this.now()) return undefined;
+    return record;
   }
 
   /**

@@ -21,6 +21,11 @@ export class StatsRecorder {
   private identityRequests = perProvider(() => 0);
   private pkce = perProvider(() => ({ challenged: 0, verified: 0 }));
   private apiKeyChecks = perProvider(() => ({ accepted: 0, refused: 0 }));
+  private derivedTokenMints = perProvider(() => 0);
+
+  derivedTokenMinted(p: SandboxProvider): void {
+    this.derivedTokenMints[p] += 1;
+  }
 
   apiKeyCheck(p: SandboxProvider, accepted: boolean): void {
     if (accepted) this.apiKeyChecks[p].accepted += 1;
@@ -73,6 +78,7 @@ export class StatsRecorder {
       identityRequests: { ...this.identityRequests },
       pkce: perProvider((p) => ({ ...this.pkce[p] })),
       apiKeyChecks: perProvider((p) => ({ ...this.apiKeyChecks[p] })),
+      derivedTokenMints: { ...this.derivedTokenMints },
     };
   }
 
@@ -85,5 +91,6 @@ export class StatsRecorder {
     this.identityRequests = perProvider(() => 0);
     this.pkce = perProvider(() => ({ challenged: 0, verified: 0 }));
     this.apiKeyChecks = perProvider(() => ({ accepted: 0, refused: 0 }));
+    this.derivedTokenMints = perProvider(() => 0);
   }
 }

@@ -58,6 +58,10 @@ export interface ProviderBehaviour {
    * code (any string, even one a client must not echo, e.g. `server_error` or `Bad Code!`). Default null.
    */
   authorizeError: string | null;
+  /** Lifetime of a minted derived token (its `exp`); null mints one without `exp`. Default 86400 (Copernica's 24 hours). */
+  derivedTokenLifetimeSec: number | null;
+  /** How the authentication endpoint answers: the JWT as text (default), as a JSON string, or as JSON `{"token": …}`. */
+  derivedTokenAnswer: 'text' | 'json-string' | 'json-object';
 }
 
 export type InjectedFailure =
@@ -71,6 +75,8 @@ export interface SandboxEndpoints {
   tokenUrl: string;
   apiUrl: string;
   revokeUrl?: string;
+  /** Where derived tokens are minted (Copernica's authentication service). */
+  authenticateUrl?: string;
 }
 
 export interface SandboxUser {
@@ -112,7 +118,12 @@ export interface SandboxStats {
   pkce: Record<SandboxProvider, { challenged: number; verified: number }>;
   /** Requests that presented an API key (not an OAuth token) to the API: accepted, or refused (unknown key, wrong email, a header missing). */
   apiKeyChecks: Record<SandboxProvider, { accepted: number; refused: number }>;
+  /** Derived tokens minted (Copernica's REST v4 JWTs from its authentication endpoint); refused or failed requests are not counted. */
+  derivedTokenMints: Record<SandboxProvider, number>;
 }
+
+/** An endpoint a failure can be planned for: the token endpoint, or the authentication endpoint that mints derived tokens. */
+export type FailingEndpoint = 'token' | 'authenticate';
 
 export interface RegisterApiKeyOptions {
   /** The key's owner (default: the default user); Copper wants their email beside the key. */
@@ -140,10 +151,10 @@ export interface ProviderSandbox {
   /** Every broker environment variable for the three providers. */
   env(): Record<string, string>;
   configure(p: SandboxProvider, b: Partial<ProviderBehaviour>): void;
-  /** The next `count` (default 1) token-endpoint requests (exchange or refresh) fail this way. */
-  failNext(p: SandboxProvider, failure: InjectedFailure, count?: number): void;
-  /** Every token-endpoint request fails until `clearFailures(p)`. */
-  failUntilCleared(p: SandboxProvider, failure: InjectedFailure): void;
+  /** The next `count` (default 1) requests to the endpoint (default the token endpoint: exchange or refresh) fail this way. */
+  failNext(p: SandboxProvider, failure: InjectedFailure, count?: number, endpoint?: FailingEndpoint): void;
+  /** Every request to the endpoint (default the token endpoint) fails until `clearFailures(p)`. */
+  failUntilCleared(p: SandboxProvider, failure: InjectedFailure, endpoint?: FailingEndpoint): void;
   clearFailures(p?: SandboxProvider): void;
   /** Mint a token set directly (no dance) exactly as the token endpoint would; refresh, identity and revoke work with it. */
   issueTokens(p: SandboxProvider, opts?: IssueTokensOptions): TokenResponse;

@@ -36,6 +36,8 @@ export enum ErrorCode {
   TokenUnreadable = 'token_unreadable',
   /** The provider refused a static credential (API key) when it was checked: nothing was stored. */
   CredentialRejected = 'credential_rejected',
+  /** `?api=` names an API the connection's provider has no derived token for. */
+  ApiNotSupported = 'api_not_supported',
   PayloadTooLarge = 'payload_too_large',
   UriTooLong = 'uri_too_long',
   NotReady = 'not_ready',

@@ -290,7 +290,15 @@ function readProviderApi(
     else if (production && isPlainHttpBeyondLoopback(given)) problems.push(`${variable}: ${HTTPS_IN_PRODUCTION}`);
     else apiUrl = given.replace(/\/+$/, '');
   }
-  return { id: definition.id, apiUrl };
+  let derivedTokenUrl: string | null = null;
+  if (definition.derivedToken) {
+    const name = `${definition.envPrefix}_${definition.derivedToken.urlVariable}`;
+    const url = read(name) ?? definition.derivedToken.defaultUrl;
+    if (!isHttpUrl(url)) problems.push(`${name}: must be an http(s) URL (got "${url}")`);
+    else if (production && isPlainHttpBeyondLoopback(url)) problems.push(`${name}: ${HTTPS_IN_PRODUCTION}`);
+    else derivedTokenUrl = url.replace(/\/+$/, '');
+  }
+  return { id: definition.id, apiUrl, derivedTokenUrl };
 }
 
 function readClientAuth(read: (name: string) => string | undefined, name: string, fallback: ClientAuthMethod, problems: string[]): ClientAuthMethod {

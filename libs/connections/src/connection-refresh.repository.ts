@@ -8,6 +8,16 @@ export interface SaveRefreshedInput {
   nextRefreshAt: Date | null;
 }
 
+export interface SaveDerivedInput {
+  id: string;
+  /** The version the minter read; the write only lands if the row still has it. */
+  expectedVersion: number;
+  token: string;
+  expiresAt: Date;
+  /** When to mint it again (RefreshPlanner). */
+  refreshAt: Date;
+}
+
 /** What a waiting refresher needs to know of a row without reading its tokens. */
 export interface RefreshState {
   version: number;
@@ -32,8 +42,8 @@ export abstract class ConnectionRefreshRepository {
   abstract claimRefreshLease(id: string, owner: string, now: Date, leaseMs: number): Promise<SealedConnection | null>;
 
   /**
-   * The refresh sweep's claim: up to `limit` active connections of `provider` whose refresh is
-   * due and unleased, oldest due first, leased to `owner` in one statement. `FOR UPDATE SKIP
+   * The refresh sweep's claim: up to `limit` active connections of `provider` whose refresh (of
+   * the token, or of its derived token) is due and unleased, oldest due first, leased to `owner` in one statement. `FOR UPDATE SKIP
    * LOCKED` lets replicas claim side by side without ever taking the same row.
    */
   abstract claimDueForRefresh(provider: string, owner: string, now: Date, leaseMs: number, limit: number): Promise<SealedConnection[]>;
@@ -49,6 +59,18 @@ export abstract class ConnectionRefreshRepository {
 
   /** Fenced: returns null (and writes nothing) when the row's version moved on. Releases the lease. */
   abstract saveRefreshed(input: SaveRefreshedInput): Promise<SealedConnection | null>;
+
+  /**
+   * Stores a freshly minted derived token with its plan, clearing any failure; fenced like
+   * saveRefreshed (null when the row moved on). Releases the lease.
+   */
+  abstract saveDerived(input: SaveDerivedInput): Promise<SealedConnection | null>;
+
+  /**
+   * Minting the derived token failed in a way that may pass: try again at `retryAt`. The stored
+   * derived token, if any, stays and is served while it lasts. Fenced: false when the row moved on.
+   */
+  abstract recordDerivedFailure(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>, retryAt: Date): Promise<boolean>;
 
   /**
    * The provider refused the grant: the user must connect again. Never retried. Fenced: writes

@@ -8,8 +8,8 @@ import { AuthMode, ConnectionErrorCode, ConnectionRecord, ConnectionStatus, Seal
 export const RECORD_COLUMNS = `id, account, provider, status, auth_mode, credential_user_email, token_type, scope, expires_at, refresh_token_expires_at,
   (refresh_token_sealed IS NOT NULL) AS has_refresh_token, identity, created_at, updated_at, connected_at,
   last_refreshed_at, last_used_at, last_error_code, last_error_message, last_error_at, version, next_refresh_at,
-  refresh_failures`;
-export const SEALED_COLUMNS = `${RECORD_COLUMNS}, access_token_sealed, refresh_token_sealed, credential_sealed`;
+  refresh_failures, (derived_token_sealed IS NOT NULL) AS has_derived_token, derived_expires_at, derived_refresh_at`;
+export const SEALED_COLUMNS = `${RECORD_COLUMNS}, access_token_sealed, refresh_token_sealed, credential_sealed, derived_token_sealed`;
 
 /** A row as RECORD_COLUMNS (and SEALED_COLUMNS, with the sealed values) return it. */
 export interface ConnectionRow {
@@ -36,9 +36,13 @@ export interface ConnectionRow {
   version: number;
   next_refresh_at: Date | null;
   refresh_failures: number;
+  has_derived_token: boolean;
+  derived_expires_at: Date | null;
+  derived_refresh_at: Date | null;
   access_token_sealed?: string | null;
   refresh_token_sealed?: string | null;
   credential_sealed?: string | null;
+  derived_token_sealed?: string | null;
 }
 
 export function toRecord(row: ConnectionRow): ConnectionRecord {
@@ -66,6 +70,9 @@ export function toRecord(row: ConnectionRow): ConnectionRecord {
     version: row.version,
     nextRefreshAt: row.next_refresh_at,
     refreshFailures: row.refresh_failures,
+    hasDerivedToken: row.has_derived_token,
+    derivedExpiresAt: row.derived_expires_at,
+    derivedRefreshAt: row.derived_refresh_at,
   };
 }
 
@@ -75,6 +82,7 @@ export function toSealed(row: ConnectionRow): SealedConnection {
     sealedAccessToken: row.access_token_sealed ?? null,
     sealedRefreshToken: row.refresh_token_sealed ?? null,
     sealedCredential: row.credential_sealed ?? null,
+    sealedDerivedToken: row.derived_token_sealed ?? null,
   };
 }
 

@@ -39,6 +39,10 @@ export enum ConnectionErrorCode {
   TokenUnreadable = 'token_unreadable',
   /** A static credential (API key) is past its expiresAt: someone must enter a new one. */
   CredentialExpired = 'credential_expired',
+  /** The provider's authentication service refused the stored token when asked for a derived token (401/403). */
+  AuthenticationRefused = 'authentication_refused',
+  /** Minting the derived token failed in a way that may pass (429, 5xx, no answer, an answer without a token): retried with backoff. */
+  DerivedTokenUnavailable = 'derived_token_unavailable',
 }
 
 export interface ProviderIdentity {
@@ -78,6 +82,11 @@ export interface ConnectionRecord {
   version: number;
   nextRefreshAt: Date | null;
   refreshFailures: number;
+  /** Whether a derived token (Copernica's REST v4 JWT) is stored (never the token). */
+  hasDerivedToken: boolean;
+  derivedExpiresAt: Date | null;
+  /** When the derived token is to be minted again, or retried after a failure. */
+  derivedRefreshAt: Date | null;
 }
 
 /** A record plus its sealed token values, as cached by the token read path. Opaque outside this library. */
@@ -87,6 +96,8 @@ export interface SealedConnection {
   readonly sealedRefreshToken: string | null;
   /** The static credential (API key) of an `api_key` connection. */
   readonly sealedCredential: string | null;
+  /** The token derived from the stored one (Copernica's REST v4 JWT), when one was minted. */
+  readonly sealedDerivedToken: string | null;
 }
 
 /** A connection opened: for an `api_key` connection, `accessToken` is its API key and there is no refresh token. */

@@ -30,6 +30,9 @@ function record(id: string): ConnectionRecord {
     version: 2,
     nextRefreshAt: null,
     refreshFailures: 0,
+    hasDerivedToken: false,
+    derivedExpiresAt: null,
+    derivedRefreshAt: null,
   };
 }
 
@@ -37,13 +40,14 @@ describe('ConnectionSealer', () => {
   const sealer = new ConnectionSealer(new TokenCipher(KeyRing.parse(`${key('k2')},${key('k1')}`)));
   const sealedFor = (id: string, accessToken: string, refreshToken: string | null): SealedConnection => {
     const sealed = sealer.sealTokens(id, { accessToken, refreshToken, expiresAt: null });
-    return { record: record(id), sealedAccessToken: sealed.access, sealedRefreshToken: sealed.refresh, sealedCredential: null };
+    return { record: record(id), sealedAccessToken: sealed.access, sealedRefreshToken: sealed.refresh, sealedCredential: null, sealedDerivedToken: null };
   };
   const withApiKey = (id: string, apiKey: string): SealedConnection => ({
     record: { ...record(id), authMode: AuthMode.ApiKey, hasRefreshToken: false },
     sealedAccessToken: null,
     sealedRefreshToken: null,
     sealedCredential: sealer.sealCredential(id, apiKey),
+    sealedDerivedToken: null,
   });
 
   it('opens what it sealed, and seals no refresh token when there is none', () => {
@@ -76,8 +80,16 @@ describe('ConnectionSealer', () => {
     expect(sealer.openServed(sealedFor('row-5', 'access-5', null))).toBe('access-5');
   });
 
+  it('seals a derived token under its own context: it opens only as the derived token of its row', () => {
+    const sealed = sealer.sealDerivedToken('row-6', 'jwt-6');
+    expect(sealed).not.toContain('jwt-6');
+    expect(sealer.openDerivedToken('row-6', sealed)).toBe('jwt-6');
+    expect(() => sealer.openDerivedToken('row-7', sealed)).toThrow(ConnectionUnreadableError);
+    expect(() => sealer.openAccessToken({ ...sealedFor('row-6', 'a', null), sealedAccessToken: sealed })).toThrow(ConnectionUnreadableError);
+  });
+
   it('refuses a row without a token, naming the connection', () => {
-    const empty: SealedConnection = { record: record('row-9'), sealedAccessToken: null, sealedRefreshToken: null, sealedCredential: null };
+    const empty: SealedConnection = { record: record('row-9'), sealedAccessToken: null, sealedRefreshToken: null, sealedCredential: null, sealedDerivedToken: null };
     expect(() => sealer.unseal(empty)).toThrow(expect.objectContaining({ connectionId: 'row-9', reason: 'no token stored' }));
     expect(() => sealer.openAccessToken(empty)).toThrow(expect.objectContaining({ connectionId: 'row-9', reason: 'no token stored' }));
   });

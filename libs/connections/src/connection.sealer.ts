@@ -54,6 +54,20 @@ export class ConnectionSealer {
     return this.open(sealed.record.id, sealed.sealedAccessToken, 'access_token');
   }
 
+  /** Seals a derived token (Copernica's REST v4 JWT) for row `id`, under its own context. */
+  sealDerivedToken(id: string, token: string): string {
+    return this.cipher.seal(token, SealContexts.derivedToken(id));
+  }
+
+  /** Opens the derived token of row `id`. Throws ConnectionUnreadableError naming the connection and key id. */
+  openDerivedToken(id: string, sealed: string): string {
+    try {
+      return this.cipher.open(sealed, SealContexts.derivedToken(id));
+    } catch (error) {
+      throw asUnreadable(error, id, sealed);
+    }
+  }
+
   /**
    * Opens what a caller presents to the provider: the access token, or the API key of an
    * `api_key` connection (the token read path serves either).

@@ -359,6 +359,25 @@ describe('rotateKeys (real Postgres)', () => {
     expect(await replicaFor(dataSource, keyNew).stored.find('acme', 'copyai')).toMatchObject({ authMode: 'api_key', accessToken: 'cai_key_rotated', refreshToken: null });
   });
 
+  it('re-seals a derived token (Copernica REST v4 JWT) under its own context, and readiness sees its key id', async () => {
+    const old = replicaFor(dataSource, keyOld);
+    await seedConnections(dataSource, keyOld, 1);
+    await dataSource.query(`UPDATE connections SET access_token_sealed = NULL, refresh_token_sealed = NULL`);
+    const [{ id, version }] = await dataSource.query<Array<{ id: string; version: number }>>(`SELECT id, version FROM connections`);
+    await old.refreshes.claimRefreshLease(id, 'tests', new Date(), 30_000);
+    const expiresAt = new Date(Date.now() + 86_400_000);
+    expect(await old.refreshes.saveDerived({ id, expectedVersion: version, token: 'jwt-rotated', expiresAt, refreshAt: new Date(Date.now() + 3_600_000) })).not.toBeNull();
+    const rotation = rotationFor(dataSource, `${keyNew},${keyOld}`);
+    expect(await rotation.keyIdsInUse()).toEqual(['old']);
+
+    expect(await rotateKeys(rotation, { batchSize: 10 })).toMatchObject({ resealed: 1, remainingByKey: { new: 1 } });
+
+    expect(await rotation.keyIdsInUse()).toEqual(['new']);
+    const [row] = await dataSource.query<Array<{ derived_key_id: string; derived_token_sealed: string }>>(`SELECT derived_key_id, derived_token_sealed FROM connections`);
+    expect(row.derived_key_id).toBe('new');
+    expect(new ConnectionSealer(new TokenCipher(KeyRing.parse(keyNew))).openDerivedToken(id, row.derived_token_sealed)).toBe('jwt-rotated');
+  });
+
   it('lists the key ids in use over every sealed column', async () => {
     await seedConnections(dataSource, keyOld, 3, 'old');
     await seedConnections(dataSource, keyGone, 2, 'gone');

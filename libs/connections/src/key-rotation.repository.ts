@@ -39,6 +39,7 @@ const SEALED_TABLES: readonly SealedTable[] = [
       { column: 'access_token_sealed', keyId: 'access_key_id', context: (id) => SealContexts.connectionToken(id, 'access_token') },
       { column: 'refresh_token_sealed', keyId: 'refresh_key_id', context: (id) => SealContexts.connectionToken(id, 'refresh_token') },
       { column: 'credential_sealed', keyId: 'credential_key_id', context: (id) => SealContexts.staticCredential(id) },
+      { column: 'derived_token_sealed', keyId: 'derived_key_id', context: (id) => SealContexts.derivedToken(id) },
     ],
   },
   {
@@ -117,7 +118,7 @@ export class KeyRotationRepository {
         SELECT (SELECT ${column} FROM connections WHERE ${column} > k.kid ORDER BY ${column} LIMIT 1) FROM k WHERE k.kid IS NOT NULL
       ) SELECT kid FROM k WHERE kid IS NOT NULL)`;
     const rows: Array<{ kid: string | null }> = await this.dataSource.query(
-      `${skipScan('access_key_id')} UNION ${skipScan('refresh_key_id')} UNION ${skipScan('credential_key_id')}
+      `${skipScan('access_key_id')} UNION ${skipScan('refresh_key_id')} UNION ${skipScan('credential_key_id')} UNION ${skipScan('derived_key_id')}
        UNION (SELECT DISTINCT NULLIF(split_part(code_verifier_sealed, '.', 2), '') FROM oauth_states WHERE code_verifier_sealed IS NOT NULL)`,
     );
     return rows.map((r) => r.kid).filter((kid): kid is string => kid !== null).sort();

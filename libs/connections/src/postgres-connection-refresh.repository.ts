@@ -1,7 +1,7 @@
 import { Clock } from '@app/common';
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { ConnectionRefreshRepository, RefreshState, SaveRefreshedInput } from './connection-refresh.repository';
+import { ConnectionRefreshRepository, RefreshState, SaveDerivedInput, SaveRefreshedInput } from './connection-refresh.repository';
 import { ConnectionRow, firstRecord, firstSealed, RECORD_COLUMNS, SEALED_COLUMNS, toSealed } from './connection.mapper';
 import { ConnectionError, ConnectionRecord, SealedConnection } from './connection.model';
 import { ConnectionSealer } from './connection.sealer';
@@ -29,17 +29,19 @@ export class PostgresConnectionRefreshRepository extends ConnectionRefreshReposi
 
   async claimDueForRefresh(provider: string, owner: string, now: Date, leaseMs: number, limit: number): Promise<SealedConnection[]> {
     // RETURNING comes back in no particular order: the outer SELECT restores "oldest due first",
-    // which the sweep works through in turn.
+    // which the sweep works through in turn. Due is the earlier of the token's and the derived
+    // token's plans (LEAST ignores a NULL), spelled as connections_due_idx has it.
     const rows: ConnectionRow[] = await this.dataSource.query(
       `WITH claimed AS (
          UPDATE connections SET lease_owner = $2, lease_expires_at = $3
          WHERE id IN (
            SELECT id FROM connections
-           WHERE provider = $1 AND status = 'active' AND next_refresh_at IS NOT NULL AND next_refresh_at <= $4
+           WHERE provider = $1 AND status = 'active' AND (next_refresh_at IS NOT NULL OR derived_refresh_at IS NOT NULL)
+             AND LEAST(next_refresh_at, derived_refresh_at) <= $4
              AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
-           ORDER BY next_refresh_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+           ORDER BY LEAST(next_refresh_at, derived_refresh_at) LIMIT $5 FOR UPDATE SKIP LOCKED)
          RETURNING ${SEALED_COLUMNS})
-       SELECT * FROM claimed ORDER BY next_refresh_at, id`,
+       SELECT * FROM claimed ORDER BY LEAST(next_refresh_at, derived_refresh_at), id`,
       [provider, owner, new Date(now.getTime() + leaseMs), now, limit],
     );
     return rows.map(toSealed);
@@ -96,6 +98,29 @@ export class PostgresConnectionRefreshRepository extends ConnectionRefreshReposi
       ],
     );
     return firstSealed(rows);
+  }
+
+  async saveDerived(input: SaveDerivedInput): Promise<SealedConnection | null> {
+    const sealed = this.sealer.sealDerivedToken(input.id, input.token);
+    const now = this.clock.now();
+    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
+      `UPDATE connections SET derived_token_sealed = $3, derived_expires_at = $4, derived_refresh_at = $5,
+         updated_at = $6, last_error_code = NULL, last_error_message = NULL, last_error_at = NULL,
+         version = version + 1, refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${SEALED_COLUMNS}`,
+      [input.id, input.expectedVersion, sealed, input.expiresAt, input.refreshAt, now],
+    );
+    return firstSealed(rows);
+  }
+
+  async recordDerivedFailure(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>, retryAt: Date): Promise<boolean> {
+    const [, count] = await this.dataSource.query<[unknown, number]>(
+      `UPDATE connections SET last_error_code = $3, last_error_message = $4, last_error_at = $5, updated_at = $5,
+         refresh_failures = refresh_failures + 1, derived_refresh_at = $6, lease_owner = NULL, lease_expires_at = NULL
+       WHERE id = $1 AND version = $2 AND status = 'active'`,
+      [id, expectedVersion, error.code, error.message, this.clock.now(), retryAt],
+    );
+    return count > 0;
   }
 
   async markNeedsReauth(id: string, expectedVersion: number, error: Omit<ConnectionError, 'at'>): Promise<ConnectionRecord | null> {

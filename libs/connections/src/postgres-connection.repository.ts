@@ -34,7 +34,8 @@ export class PostgresConnectionRepository extends ConnectionRepository {
       const sealed = this.sealer.sealTokens(id, input.tokens);
       const rows = await manager.query<[ConnectionRow[], number]>(
         `UPDATE connections SET status = 'active', access_token_sealed = $2, refresh_token_sealed = $3,
-           auth_mode = 'oauth2', credential_sealed = NULL, credential_user_email = NULL, token_type = $4, scope = $5, expires_at = $6, refresh_token_expires_at = $7, identity = $8,
+           auth_mode = 'oauth2', credential_sealed = NULL, credential_user_email = NULL, derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
+           token_type = $4, scope = $5, expires_at = $6, refresh_token_expires_at = $7, identity = $8,
            updated_at = $9, connected_at = $9, last_refreshed_at = NULL, last_error_code = NULL,
            last_error_message = NULL, last_error_at = NULL, version = version + 1, next_refresh_at = $10,
            refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
@@ -80,7 +81,8 @@ export class PostgresConnectionRepository extends ConnectionRepository {
       const now = this.clock.now();
       const [rows] = await manager.query<[ConnectionRow[], number]>(
         `UPDATE connections SET status = 'active', auth_mode = 'api_key', credential_sealed = $2, credential_user_email = $3,
-           access_token_sealed = NULL, refresh_token_sealed = NULL, token_type = 'api_key', scope = NULL, expires_at = $4,
+           access_token_sealed = NULL, refresh_token_sealed = NULL, derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
+           token_type = 'api_key', scope = NULL, expires_at = $4,
            refresh_token_expires_at = NULL, identity = $5, updated_at = $6, connected_at = $6, last_refreshed_at = NULL,
            last_error_code = NULL, last_error_message = NULL, last_error_at = NULL, version = version + 1,
            next_refresh_at = $4, refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
@@ -130,6 +132,7 @@ export class PostgresConnectionRepository extends ConnectionRepository {
   async markRevoked(id: string): Promise<ConnectionRecord | null> {
     const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
       `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, credential_sealed = NULL,
+         derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
          expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $2, version = version + 1,
          next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
@@ -141,6 +144,7 @@ export class PostgresConnectionRepository extends ConnectionRepository {
   async markRevokedIfUnchanged(id: string, expectedVersion: number): Promise<ConnectionRecord | null> {
     const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
       `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, credential_sealed = NULL,
+         derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
          expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $3, version = version + 1,
          next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 AND version = $2 RETURNING ${RECORD_COLUMNS}`,

@@ -14,6 +14,10 @@ export const SealContexts = {
   staticCredential(connectionId: string): SealContext {
     return { connectionId, field: 'static_credential' };
   },
+  /** A token the broker derived from the connection's own (Copernica's REST v4 JWT), bound to its row. */
+  derivedToken(connectionId: string): SealContext {
+    return { connectionId, field: 'derived_token' };
+  },
   /** The PKCE verifier of a pending authorization, bound to the digest of its `state` (hex). */
   codeVerifier(stateHashHex: string): SealContext {
     return { connectionId: `state:${stateHashHex}`, field: 'code_verifier' };

@@ -1,3 +1,4 @@
+export * from './derived-token';
 export * from './provider-client';
 export * from './provider-definition';
 export * from './provider-error';

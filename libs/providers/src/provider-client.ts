@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { IncomingHttpHeaders } from 'node:http';
 import { Agent, request } from 'undici';
+import { jwtExpiry } from './derived-token';
 import { ProviderDefinition, ProviderIdentity, StaticCredential, TokenPresentation } from './provider-definition';
 import { ProviderError } from './provider-error';
 import { providerDefinition, ProviderId } from './provider-registry';
@@ -98,6 +99,34 @@ export class ProviderClient {
       throw new ProviderError('transient', `${provider} answered the ${what} with HTTP ${status}`, { provider, status, retryAfterSec });
     }
     throw new ProviderError('rejected', `${provider} refused the API key (HTTP ${status})`, { provider, status });
+  }
+
+  /**
+   * Mints the provider's derived token (DerivedTokenDefinition) from the stored token or key:
+   * a form POST to `url`. Its expiry is the JWT's `exp`, else the definition's default lifetime
+   * from `now`. A 401 or 403 means the stored token itself was refused: ProviderError
+   * `invalid_grant` (the connection needs the user again); 429, 5xx and no answer are
+   * `transient`; anything else, or an answer without a token, `rejected`.
+   */
+  async mintDerivedToken(provider: ProviderId, url: string, stored: string, now: Date): Promise<{ token: string; expiresAt: Date }> {
+    const derived = providerDefinition(provider).derivedToken;
+    if (!derived) throw new Error(`${provider} derives no token`);
+    const what = 'token mint';
+    const { status, headers, text } = await this.send(provider, what, new URL(url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/jwt, application/json, text/plain' },
+      body: new URLSearchParams(derived.mintForm(stored)).toString(),
+    });
+    if (REDIRECT_STATUSES.has(status)) throw unreachable(provider, what, false);
+    if (status === 401 || status === 403) {
+      throw new ProviderError('invalid_grant', `${provider}'s authentication service refused the stored token (HTTP ${status})`, { provider, status });
+    }
+    if (status === 429 || status >= 500) {
+      throw new ProviderError('transient', `${provider} answered the ${what} with HTTP ${status}`, { provider, status, retryAfterSec: retryAfter(headerValue(headers['retry-after'])) });
+    }
+    const token = status >= 200 && status < 300 ? derived.readAnswer(text) : null;
+    if (token === null) throw new ProviderError('rejected', `${provider} answered the ${what} with HTTP ${status} and no token`, { provider, status });
+    return { token, expiresAt: jwtExpiry(token) ?? new Date(now.getTime() + derived.defaultLifetimeSec * 1000) };
   }
 
   /**

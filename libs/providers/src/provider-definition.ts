@@ -55,6 +55,25 @@ export interface StaticCredentialDefinition {
   present(credential: StaticCredential): TokenPresentation;
 }
 
+/**
+ * A token the broker mints from the connection's stored token (or key) for an API that wants it
+ * instead (Copernica's REST v4: a JWT from its authentication service). Served by GET /tokens
+ * with `?api=`, minted on first use and again ahead of its expiry, never once per read.
+ */
+export interface DerivedTokenDefinition {
+  /** The `?api=` value that asks for it. */
+  api: string;
+  /** The minting endpoint: `<PREFIX>_<variable>` overrides `defaultUrl`. */
+  urlVariable: string;
+  defaultUrl: string;
+  /** How long a token lives when its answer does not say (no `exp` claim). */
+  defaultLifetimeSec: number;
+  /** The form body of the mint request for the stored token or key. */
+  mintForm(stored: string): Record<string, string>;
+  /** The token in the minting endpoint's answer (its body as text), or null when it holds none. */
+  readAnswer(body: string): string | null;
+}
+
 /** How the client authenticates at the token and revocation endpoints (RFC 6749 §2.3.1). */
 export type ClientAuthMethod = 'client_secret_post' | 'client_secret_basic';
 
@@ -111,6 +130,8 @@ export interface ProviderDefinition<Id extends string = ProviderId> {
   revocation: 'rfc7009' | 'none';
   /** The provider's API keys, which the broker stores as `api_key` connections (DESIGN, "Static credentials"). */
   staticCredential: StaticCredentialDefinition;
+  /** A token derived from the stored one for another API of the provider; absent for most. */
+  derivedToken?: DerivedTokenDefinition;
 }
 
 /**

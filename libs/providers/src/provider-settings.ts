@@ -3,11 +3,13 @@ import type { ProviderId } from './provider-registry';
 
 /**
  * A provider's API, known whether or not its OAuth client is configured: what checking an API key
- * needs. `apiUrl` is null only when the provider has no default and none is configured.
+ * and minting a derived token need. `apiUrl` is null only when the provider has no default and none is configured.
  */
 export interface ProviderApi {
   readonly id: ProviderId;
   readonly apiUrl: string | null;
+  /** Where the provider's derived token is minted (`<PREFIX>_AUTHENTICATE_URL` for Copernica); null when it derives none. */
+  readonly derivedTokenUrl: string | null;
 }
 
 /** A provider that is enabled (its client id is set), with everything needed to talk to it. */

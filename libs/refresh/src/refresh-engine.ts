@@ -46,7 +46,15 @@ export interface RefreshRequest {
   readonly lease?: Lease;
   /** Called once the provider call is over, before the row is written: the sweep counts provider calls, not writes, against its concurrency. */
   onProviderAnswered?(): void;
+  /**
+   * What to renew: the connection's token (the default), or the token derived from it
+   * (Copernica's REST v4 JWT: minted, not refreshed). The sweep leaves it out and gets whichever
+   * of the two plans is due, the token's first.
+   */
+  readonly target?: RefreshTarget;
 }
+
+export type RefreshTarget = 'token' | 'derived_token';
 
 /**
  * The one code path that refreshes a token, whoever asks (a read, the sweep, an admin), and the
@@ -162,6 +170,7 @@ export class RefreshEngine {
       await this.leases.release(record.id);
       return { kind: 'fresh', connection: claimed };
     }
+    if (this.targetOf(request, record) === 'derived_token') return this.mintUnderLease(lease, request, count);
     const nowMs = this.clock.nowMs();
     const retryAtMs = record.nextRefreshAt?.getTime() ?? null;
     if (trigger === 'read' && record.lastError && isBackingOff(record.lastError.code, retryAtMs, nowMs)) {
@@ -238,6 +247,117 @@ export class RefreshEngine {
       }
       return this.recordFailure(record, error, count);
     }
+  }
+
+  /**
+   * What a request renews. The sweep does not say: it claimed the row because a plan was due, and
+   * the token's plan goes first (an expired API key is flagged before anything is minted from it).
+   */
+  private targetOf(request: RefreshRequest, record: ConnectionRecord): RefreshTarget {
+    if (request.target !== undefined || request.trigger !== 'sweep') return request.target ?? 'token';
+    const nowMs = this.clock.nowMs();
+    const tokenDue = record.nextRefreshAt !== null && record.nextRefreshAt.getTime() <= nowMs;
+    const derivedDue = record.derivedRefreshAt !== null && record.derivedRefreshAt.getTime() <= nowMs;
+    return derivedDue && !tokenDue ? 'derived_token' : 'token';
+  }
+
+  /**
+   * Mints the derived token (Copernica's REST v4 JWT) from the stored token or key, under the
+   * lease like a refresh: one mint per connection at a time across replicas, the write fenced by
+   * the row version. A refusal (401/403) means the stored token itself is dead: needs_reauth.
+   * Anything transient backs off in `derived_refresh_at`, and a derived token still stored keeps
+   * being served meanwhile.
+   */
+  private async mintUnderLease(lease: Lease, request: RefreshRequest, count: (outcome: string) => void): Promise<RefreshOutcome> {
+    const claimed = lease.row;
+    const { record } = claimed;
+    const provider = record.provider as ProviderId;
+    const derived = providerDefinition(provider).derivedToken;
+    const nowMs = this.clock.nowMs();
+    if (record.authMode === AuthMode.ApiKey && record.expiresAt !== null && record.expiresAt.getTime() <= nowMs) {
+      return this.checkStaticCredential(claimed, count);
+    }
+    const retryAtMs = record.derivedRefreshAt?.getTime() ?? null;
+    if (request.trigger === 'read' && record.lastError && isBackingOff(record.lastError.code, retryAtMs, nowMs)) {
+      await this.leases.release(record.id);
+      return { kind: 'transient', message: `backing off after: ${record.lastError.message}`, retryAfterSec: Math.ceil((retryAtMs - nowMs) / 1000) };
+    }
+    const url = this.config.providerApis[provider].derivedTokenUrl;
+    if (!derived || url === null) {
+      await this.leases.release(record.id);
+      return { kind: 'not_refreshable', connection: claimed };
+    }
+    let stored: string;
+    try {
+      stored = this.sealer.openServed(claimed);
+    } catch (error) {
+      if (!(error instanceof ConnectionUnreadableError)) {
+        await this.leases.release(record.id);
+        throw error;
+      }
+      const retryAt = new Date(nowMs + MISCONFIGURED_RETRY_MS);
+      if (!(await this.refreshes.recordDerivedFailure(record.id, record.version, { code: ConnectionErrorCode.TokenUnreadable, message: error.message }, retryAt))) {
+        return this.supersededAfterFailure(record, 'token_unreadable', count);
+      }
+      count('unreadable');
+      return { kind: 'unreadable', message: error.message };
+    }
+    const started = process.hrtime.bigint();
+    let minted: { token: string; expiresAt: Date };
+    try {
+      minted = await this.client.mintDerivedToken(provider, url, stored, this.clock.now()).finally(() => request.onProviderAnswered?.());
+    } catch (error) {
+      this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
+      if (!(error instanceof ProviderError)) {
+        await this.leases.release(record.id);
+        throw error;
+      }
+      return this.recordMintFailure(record, error, count);
+    }
+    this.metrics.refreshDuration.observe({ provider }, Number(process.hrtime.bigint() - started) / 1e9);
+    const now = this.clock.now();
+    const refreshAt = this.planner.nextRefreshAt(minted.expiresAt, true, now) ?? minted.expiresAt;
+    let saved: SealedConnection | null;
+    try {
+      saved = await this.refreshes.saveDerived({ id: record.id, expectedVersion: record.version, token: minted.token, expiresAt: minted.expiresAt, refreshAt });
+    } catch (error) {
+      // Nothing is lost with it: the next read or sweep mints again.
+      await this.leases.release(record.id).catch(() => undefined);
+      throw error;
+    }
+    if (!saved) {
+      this.logger.warn(`derived token of ${provider} connection ${record.id} lost the version fence; keeping the newer row`);
+      const latest = await this.connections.findSealedById(record.id);
+      count('superseded');
+      return latest && latest.record.status === ConnectionStatus.Active ? { kind: 'fresh', connection: latest } : { kind: 'inactive', status: latest?.record.status ?? null };
+    }
+    count('minted');
+    return { kind: 'refreshed', connection: saved };
+  }
+
+  private async recordMintFailure(record: ConnectionRecord, error: ProviderError, count: (outcome: string) => void): Promise<RefreshOutcome> {
+    const superseded = await this.supersededOutcome(record);
+    if (superseded) {
+      count('superseded');
+      await this.leases.release(record.id);
+      return superseded;
+    }
+    const message = error.message;
+    if (error.kind === 'invalid_grant') {
+      if (!(await this.refreshes.markNeedsReauth(record.id, record.version, { code: ConnectionErrorCode.AuthenticationRefused, message }))) {
+        return this.supersededAfterFailure(record, error.kind, count);
+      }
+      this.logger.warn(`${record.provider} connection ${record.id} (account ${record.account}) needs re-authorisation: ${message}`);
+      count('needs_reauth');
+      return { kind: 'needs_reauth', message };
+    }
+    const delay = backoffDelayMs(record.refreshFailures, this.random, error.details.retryAfterSec);
+    const retryAt = new Date(this.clock.nowMs() + delay);
+    if (!(await this.refreshes.recordDerivedFailure(record.id, record.version, { code: ConnectionErrorCode.DerivedTokenUnavailable, message }, retryAt))) {
+      return this.supersededAfterFailure(record, error.kind, count);
+    }
+    count(error.kind === 'transient' ? 'transient' : 'rejected');
+    return { kind: 'transient', message, retryAfterSec: error.details.retryAfterSec ?? Math.ceil(delay / 1000) };
   }
 
   /**

@@ -145,7 +145,11 @@ export class RefreshSweeper {
   }
 
   private async refreshOne(connectionId: string, lease: Lease | undefined, report: SweepReport, onProviderAnswered: () => void): Promise<void> {
-    const due = (record: ConnectionRecord): boolean => record.nextRefreshAt !== null && record.nextRefreshAt.getTime() <= this.clock.nowMs();
+    // Either plan: the token's, or its derived token's (RefreshEngine takes the token's first).
+    const due = (record: ConnectionRecord): boolean => {
+      const nowMs = this.clock.nowMs();
+      return (record.nextRefreshAt !== null && record.nextRefreshAt.getTime() <= nowMs) || (record.derivedRefreshAt !== null && record.derivedRefreshAt.getTime() <= nowMs);
+    };
     try {
       const outcome = await this.engine.refresh({ connectionId, trigger: 'sweep', stillNeeded: due, claimed: true, lease, onProviderAnswered });
       report.outcomes[outcome.kind] = (report.outcomes[outcome.kind] ?? 0) + 1;

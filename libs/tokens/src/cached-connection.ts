@@ -24,6 +24,8 @@ export class CachedConnection {
   /** When the last failed refresh said to try again (backoff), with the failure. */
   readonly nextRefreshAtMs: number | null;
   readonly lastError: Pick<ConnectionError, 'code' | 'message'> | null;
+  /** The token derived from this one (Copernica's REST v4 JWT) and its plan; null while there is neither. */
+  readonly derived: CachedDerivedToken | null;
   /** The last-used time this replica knows was written (or is queued): see UsageRecorder. */
   lastUsedMs: number;
   /** Kept until the first read opens the access token, then dropped. */
@@ -44,6 +46,10 @@ export class CachedConnection {
     this.nextRefreshAtMs = record.nextRefreshAt ? record.nextRefreshAt.getTime() : null;
     this.lastError = record.lastError ? { code: record.lastError.code, message: record.lastError.message } : null;
     this.lastUsedMs = record.lastUsedAt ? record.lastUsedAt.getTime() : 0;
+    this.derived =
+      sealed.sealedDerivedToken !== null || record.derivedRefreshAt !== null
+        ? new CachedDerivedToken(record.id, sealed.sealedDerivedToken, record.derivedExpiresAt?.getTime() ?? null, record.derivedRefreshAt?.getTime() ?? null)
+        : null;
     this.sealed = sealed;
   }
 
@@ -54,6 +60,37 @@ export class CachedConnection {
       this.sealed = null;
     }
     return this.accessToken;
+  }
+}
+
+/**
+ * A connection's derived token as the read path keeps it: sealed until its first read, then
+ * opened (as the access token is), with when it expires and when it is to be minted again (or,
+ * after a failure, retried). Only connections that have one carry this object.
+ */
+export class CachedDerivedToken {
+  private token: string | null = null;
+
+  constructor(
+    readonly connectionId: string,
+    private sealed: string | null,
+    /** null while none is stored (a mint failed before the first succeeded). */
+    readonly expiresAtMs: number | null,
+    readonly refreshAtMs: number | null,
+  ) {}
+
+  /** Whether a token is stored that stays valid at least until `untilMs`. */
+  validUntil(untilMs: number): boolean {
+    return this.expiresAtMs !== null && (this.sealed !== null || this.token !== null) && this.expiresAtMs > untilMs;
+  }
+
+  /** The plaintext token; `open` (ConnectionSealer.openDerivedToken) decrypts it the first time. Only when one is stored. */
+  tokenVia(open: (connectionId: string, sealed: string) => string): string {
+    if (this.token === null) {
+      this.token = open(this.connectionId, this.sealed!);
+      this.sealed = null;
+    }
+    return this.token;
   }
 }
 

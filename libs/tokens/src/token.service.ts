@@ -1,7 +1,7 @@
 import { Clock, DomainError, ErrorCode } from '@app/common';
 import { AuthMode, ConnectionErrorCode, ConnectionRecord, ConnectionSealer, ConnectionStatus } from '@app/connections';
 import { AuditLog, Metrics } from '@app/observability';
-import { isProviderId, presentToken, providerDefinition, ProviderId, TokenPresentation, unknownProviderError } from '@app/providers';
+import { isProviderId, presentToken, PROVIDER_DEFINITIONS, providerDefinition, ProviderId, TokenPresentation, unknownProviderError } from '@app/providers';
 import { auditSystemRefresh, isBackingOff, RefreshEngine } from '@app/refresh';
 import { Injectable, Optional } from '@nestjs/common';
 import { CachedConnection } from './cached-connection';
@@ -50,21 +50,125 @@ export class TokenService {
    *
    * `granted`: when `provider` is omitted, only connections at these providers are considered
    * (the caller's grants, checked before this call); undefined considers every one.
+   *
+   * `api`: the token derived for that API of the provider (`v4`: Copernica's REST v4 JWT) instead
+   * of the connection's own; served from the cache like it, minted when there is none valid for
+   * `minValidity`. 400 api_not_supported when the connection's provider derives none for it.
    */
-  tokenFor(account: string, provider: string | undefined, minValiditySec: number, granted?: ReadonlyArray<string>): IssuedToken | Promise<IssuedToken> {
+  tokenFor(
+    account: string,
+    provider: string | undefined,
+    minValiditySec: number,
+    granted?: ReadonlyArray<string>,
+    api?: string,
+  ): IssuedToken | Promise<IssuedToken> {
     const now = this.clock.nowMs();
     const cached = this.cache.cached(account, now);
-    if (cached !== undefined) return this.serve(this.choose(account, provider, cached, granted), minValiditySec, now);
-    return this.cache.load(account, now).then((loaded) => this.serve(this.choose(account, provider, loaded, granted), minValiditySec, now));
+    if (cached !== undefined) return this.serve(this.choose(account, provider, cached, granted), minValiditySec, now, api);
+    return this.cache.load(account, now).then((loaded) => this.serve(this.choose(account, provider, loaded, granted), minValiditySec, now, api));
   }
 
-  private serve(cached: CachedConnection, minValiditySec: number, now: number): IssuedToken | Promise<IssuedToken> {
+  private serve(cached: CachedConnection, minValiditySec: number, now: number, api: string | undefined): IssuedToken | Promise<IssuedToken> {
+    if (api !== undefined) return this.serveDerived(cached, api, minValiditySec * 1000, now);
     this.assertUsable(cached);
     const minValidityMs = minValiditySec * 1000;
     if (cached.expiresAtMs !== null && cached.expiresAtMs - now < minValidityMs) {
       return this.refreshForRead(cached, minValidityMs).then((served) => this.issue(served, cached, now));
     }
     return this.issue(cached, cached, now);
+  }
+
+  /**
+   * The derived token for `api`: from the cache while it stays valid for `minValidityMs`, else
+   * minted through the refresh engine (one mint per connection across replicas; a still-valid
+   * token is served while minting fails transiently). Its planned re-mint ahead of expiry is the
+   * sweep's, so reads normally find it fresh.
+   */
+  private serveDerived(cached: CachedConnection, api: string, minValidityMs: number, now: number): IssuedToken | Promise<IssuedToken> {
+    const definition = providerDefinition(cached.provider as ProviderId);
+    if (definition.derivedToken?.api !== api) {
+      const offering = PROVIDER_DEFINITIONS.filter((d) => d.derivedToken?.api === api).map((d) => d.id);
+      throw new DomainError(
+        ErrorCode.ApiNotSupported,
+        `${definition.displayName} has no api=${api.slice(0, 16)} token${offering.length > 0 ? `; it is for ${offering.join(', ')}` : ''}`,
+      );
+    }
+    this.assertUsable(cached);
+    if (cached.derived !== null && cached.derived.validUntil(now + minValidityMs)) return this.issueDerived(cached, cached, now);
+    return this.mintForRead(cached, minValidityMs).then((served) => this.issueDerived(served, cached, now));
+  }
+
+  private issueDerived(served: CachedConnection, read: CachedConnection, now: number): IssuedToken {
+    const derived = served.derived!;
+    const token = derived.tokenVia((id, sealed) => this.sealer.openDerivedToken(id, sealed));
+    this.usage.used(read, now);
+    this.metrics.tokenRead(served.provider, 'served');
+    return {
+      account: served.account,
+      provider: served.provider,
+      accessToken: token,
+      tokenType: 'Bearer',
+      expiresAt: new Date(derived.expiresAtMs!).toISOString(),
+      scope: served.scope,
+      apply: { headers: { Authorization: `Bearer ${token}` }, query: {} },
+      authMode: served.authMode,
+    };
+  }
+
+  /** The connection to serve a derived token from once a mint was tried, or the error that says why there is none. */
+  private async mintForRead(current: CachedConnection, minValidityMs: number): Promise<CachedConnection> {
+    const now = this.clock.nowMs();
+    const usable = (connection: CachedConnection): boolean => connection.derived !== null && connection.derived.validUntil(this.clock.nowMs());
+    if (current.authMode === AuthMode.ApiKey && current.expiresAtMs !== null && current.expiresAtMs <= now) {
+      // The key it would be minted from expired: say so now, as a read of the key itself does.
+      await this.refreshForRead(current, minValidityMs);
+    }
+    const retryAtMs = current.derived?.refreshAtMs ?? null;
+    if (current.lastError && isBackingOff(current.lastError.code, retryAtMs, now)) {
+      if (usable(current)) return current;
+      throw this.unavailable(current, current.lastError.message, Math.ceil((retryAtMs - now) / 1000), 'derived');
+    }
+    const stillNeeded = (latest: ConnectionRecord): boolean =>
+      !(latest.hasDerivedToken && latest.derivedExpiresAt !== null && latest.derivedExpiresAt.getTime() - this.clock.nowMs() >= minValidityMs);
+    const outcome = await this.engine.refresh({ connectionId: current.id, trigger: 'read', stillNeeded, target: 'derived_token' });
+    if (this.audit) auditSystemRefresh(this.audit, outcome, { connectionId: current.id, account: current.account, provider: current.provider }, 'read');
+    switch (outcome.kind) {
+      case 'refreshed':
+      case 'fresh': {
+        this.cache.invalidate(current.account);
+        const latest = new CachedConnection(outcome.connection);
+        if (usable(latest)) return latest;
+        // Another renewal (of the token itself) answered this one: the derived token is still to come.
+        throw this.unavailable(current, 'the token was renewed meanwhile; ask again', 1, 'derived');
+      }
+      case 'needs_reauth':
+        this.cache.invalidate(current.account);
+        this.metrics.tokenRead(current.provider, 'needs_reauth');
+        throw new DomainError(
+          ErrorCode.NeedsReauth,
+          `${current.provider} refused the stored ${current.authMode === AuthMode.ApiKey ? 'API key' : 'token'} of ${current.account} (${outcome.message}); ${current.authMode === AuthMode.ApiKey ? ENTER_A_NEW_KEY : 'open a new connect session for the user to connect again'}`,
+        );
+      case 'inactive':
+        this.cache.invalidate(current.account);
+        throw new DomainError(
+          outcome.status === ConnectionStatus.Revoked ? ErrorCode.Revoked : ErrorCode.NeedsReauth,
+          `the ${current.provider} connection of ${current.account} is ${outcome.status ?? 'gone'}; open a new connect session`,
+        );
+      case 'not_refreshable':
+        throw new DomainError(ErrorCode.ProviderNotConfigured, `this broker has no ${current.provider} authentication URL to mint the token with`);
+      case 'transient':
+      case 'misconfigured':
+        this.cache.invalidate(current.account);
+        if (usable(current)) return current;
+        throw this.unavailable(current, outcome.message, outcome.kind === 'transient' ? outcome.retryAfterSec : undefined, 'derived');
+      case 'unreadable':
+        this.cache.invalidate(current.account);
+        if (usable(current)) return current;
+        throw new DomainError(ErrorCode.TokenUnreadable, `${outcome.message}; an operator must restore its encryption key`);
+      case 'busy':
+        if (usable(current)) return current;
+        throw this.unavailable(current, 'another replica is still minting this token', 1, 'derived');
+    }
   }
 
   /** The answer for `served`; usage is recorded on the cached entry the read started from. */
@@ -191,11 +295,13 @@ export class TokenService {
     }
   }
 
-  private unavailable(record: CachedConnection, message: string, retryAfterSec?: number): DomainError {
+  private unavailable(record: CachedConnection, message: string, retryAfterSec?: number, which: 'token' | 'derived' = 'token'): DomainError {
     this.metrics.tokenRead(record.provider, 'unavailable');
     return new DomainError(
       ErrorCode.ProviderUnavailable,
-      `the ${record.provider} token of ${record.account} has expired and could not be refreshed: ${message}`,
+      which === 'derived'
+        ? `no valid ${record.provider} derived token for ${record.account} could be minted now: ${message}`
+        : `the ${record.provider} token of ${record.account} has expired and could not be refreshed: ${message}`,
       retryAfterSec !== undefined ? { retryAfter: retryAfterSec } : undefined,
     );
   }

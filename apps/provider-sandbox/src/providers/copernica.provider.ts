@@ -3,7 +3,9 @@
  * takes no scope; a `state` shorter than 32 characters (or none) brings the user back with no
  * code and no error; the code is exchanged with an HTTP GET carrying the client secret in the
  * query (a POST gets 405) and the answer is `{access_token}` alone; tokens never expire and
- * cannot be refreshed; the API takes `?access_token=`; there is no revocation endpoint.
+ * cannot be refreshed; the API takes `?access_token=`; there is no revocation endpoint. Its
+ * authentication service mints REST v4 JWTs (24 hours) from an access token or API key posted as
+ * `access_token=…`, answering the JWT as text.
  */
 import { defineSandboxProvider } from './provider-spec';
 
@@ -25,6 +27,8 @@ export const copernicaProvider = defineSandboxProvider({
     requireBasicAuth: false,
     issuer: null,
     authorizeError: null,
+    derivedTokenLifetimeSec: 86_400,
+    derivedTokenAnswer: 'text',
   },
   paths: {
     authorize: ['/copernica/en/authorize', '/copernica/nl/authorize'],
@@ -32,6 +36,8 @@ export const copernicaProvider = defineSandboxProvider({
     token: '/copernica/v2/token',
     api: '/copernica/v2',
     identity: '/copernica/v2/identity',
+    authenticate: '/copernica/authenticate',
+    derivedTokenCheck: '/copernica/v4/_sandbox/check',
   },
   tokenRequest: 'get-query',
   acceptsBasicAuth: false,

@@ -24,6 +24,8 @@ export const copperProvider = defineSandboxProvider({
     requireBasicAuth: false,
     issuer: null,
     authorizeError: null,
+    derivedTokenLifetimeSec: 86_400,
+    derivedTokenAnswer: 'text',
   },
   paths: {
     authorize: ['/copper/oauth/authorize'],

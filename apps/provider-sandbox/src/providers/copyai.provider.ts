@@ -25,6 +25,8 @@ export const copyaiProvider = defineSandboxProvider({
     requireBasicAuth: false,
     issuer: null,
     authorizeError: null,
+    derivedTokenLifetimeSec: 86_400,
+    derivedTokenAnswer: 'text',
   },
   paths: {
     authorize: ['/copyai/oauth/authorize'],

@@ -62,6 +62,12 @@ export interface ProviderSpec<Id extends string = SandboxProvider> {
     readonly api: string;
     readonly identity: string;
     readonly revoke?: string;
+    /**
+     * Where derived tokens are minted (Copernica's authentication service: a form POST of
+     * `access_token=…` answers a JWT), and an API path that takes one as a Bearer token.
+     */
+    readonly authenticate?: string;
+    readonly derivedTokenCheck?: string;
   };
   /** `form-post`: RFC 6749 form POST with `grant_type`; `get-query`: Copernica's GET with everything in the query. */
   readonly tokenRequest: 'form-post' | 'get-query';

@@ -38,6 +38,7 @@ function quirks(definition: ProviderDefinition, spec: ProviderSpec<string>): { b
       tokenPresentation: definition.tokenPresentation === 'access_token_query' ? 'access-token-query' : 'bearer-header',
       revocationEndpoint: definition.revocation === 'rfc7009',
       identityPath: definition.identity ? spec.paths.api + definition.identity.path : spec.paths.identity,
+      mintsDerivedTokens: definition.derivedToken !== undefined,
     },
     sandbox: {
       envPrefix: spec.envPrefix,
@@ -46,6 +47,7 @@ function quirks(definition: ProviderDefinition, spec: ProviderSpec<string>): { b
       tokenPresentation: spec.tokenPresentation,
       revocationEndpoint: spec.paths.revoke !== undefined,
       identityPath: spec.paths.identity,
+      mintsDerivedTokens: spec.paths.authenticate !== undefined,
     },
   };
 }

@@ -5,6 +5,7 @@ const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.ValidationFailed]: 400,
   [ErrorCode.InvalidAccount]: 400,
   [ErrorCode.ProviderUnknown]: 400,
+  [ErrorCode.ApiNotSupported]: 400,
   [ErrorCode.ProviderNotConfigured]: 400,
   [ErrorCode.ProviderAmbiguous]: 400,
   [ErrorCode.StateInvalid]: 400,

@@ -82,6 +82,23 @@ describe('parseTokenQuery (GET /tokens/:account?provider=&minValidity=)', () => 
     });
   });
 
+  describe('api', () => {
+    it('takes v4, the one API a provider derives a token for; whether the connection\'s provider has it is decided later', () => {
+      expect(parseTokenQuery({ provider: 'copper', api: 'v4' })).toEqual({ provider: 'copper', minValiditySec: 60, api: 'v4' });
+      expect(parseTokenQuery({}).api).toBeUndefined();
+    });
+
+    it.each(['v3', 'V4', '', 'v4 ', 'x'.repeat(5_000)])('refuses %j without echoing it', (api) => {
+      const error = failure(() => parseTokenQuery({ api }));
+      expect(error.code).toBe(ErrorCode.ValidationFailed);
+      expect(error.message).toBe('api must be v4');
+    });
+
+    it('refuses a repeated api', () => {
+      expect(failure(() => parseTokenQuery({ api: ['v4', 'v4'] })).message).toBe('api must be v4');
+    });
+  });
+
   describe('other parameters', () => {
     it('are refused rather than ignored', () => {
       const error = failure(() => parseTokenQuery({ min_validity: '300' }));

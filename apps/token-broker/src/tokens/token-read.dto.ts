@@ -1,15 +1,20 @@
 import { DomainError, ErrorCode } from '@app/common';
 import { AuthMode } from '@app/connections';
-import { PROVIDER_IDS } from '@app/providers';
+import { PROVIDER_DEFINITIONS, PROVIDER_IDS } from '@app/providers';
 import { DEFAULT_MIN_VALIDITY_SEC, MAX_MIN_VALIDITY_SEC } from '@app/tokens';
 
 export interface TokenQuery {
   provider?: string;
   minValiditySec: number;
+  /** A derived token's API (`v4`: Copernica's REST v4 JWT); whether the provider has it is decided with the connection. */
+  api?: string;
 }
 
+/** The `?api=` values some provider derives a token for. */
+export const DERIVED_TOKEN_APIS: ReadonlyArray<string> = [...new Set(PROVIDER_DEFINITIONS.flatMap((d) => (d.derivedToken ? [d.derivedToken.api] : [])))];
+
 /**
- * Reads `?provider=&minValidity=`. Written by hand rather than as a class-validator DTO: this is
+ * Reads `?provider=&minValidity=&api=`. Written by hand rather than as a class-validator DTO: this is
  * the hot path, and class-transformer + class-validator cost a large share of its throughput
  * (docs/decisions/0002-token-query-parsed-by-hand.md). The rules are the ones the DTO would have.
  */
@@ -17,9 +22,9 @@ export function parseTokenQuery(query: Record<string, unknown>): TokenQuery {
   const problems: string[] = [];
   for (const key of Object.keys(query)) {
     // Cut short like the admin routes': the name is caller input, and the answer one sentence.
-    if (key !== 'provider' && key !== 'minValidity') problems.push(`property ${key.slice(0, 40)} should not exist`);
+    if (key !== 'provider' && key !== 'minValidity' && key !== 'api') problems.push(`property ${key.slice(0, 40)} should not exist`);
   }
-  const { provider, minValidity } = query;
+  const { provider, minValidity, api } = query;
   if (provider !== undefined && (typeof provider !== 'string' || provider.length > 32)) {
     problems.push('provider must be one provider id');
   }
@@ -31,8 +36,11 @@ export function parseTokenQuery(query: Record<string, unknown>): TokenQuery {
     else if (value > MAX_MIN_VALIDITY_SEC) problems.push(`minValidity must be at most ${MAX_MIN_VALIDITY_SEC} seconds`);
     else minValiditySec = value;
   }
+  if (api !== undefined && (typeof api !== 'string' || !DERIVED_TOKEN_APIS.includes(api))) {
+    problems.push(`api must be ${DERIVED_TOKEN_APIS.join(' or ')}`);
+  }
   if (problems.length > 0) throw new DomainError(ErrorCode.ValidationFailed, problems.join('; '));
-  return { provider: provider as string | undefined, minValiditySec };
+  return { provider: provider as string | undefined, minValiditySec, api: api as string | undefined };
 }
 
 const stringMap = { type: 'object', additionalProperties: { type: 'string' } } as const;

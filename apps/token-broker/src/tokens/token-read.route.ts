@@ -9,7 +9,7 @@ import { OpenAPIObject } from '@nestjs/swagger';
 import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorCodeOf, sendError } from '../http/error.filter';
-import { parseTokenQuery, TOKEN_RESPONSE_SCHEMA } from './token-read.dto';
+import { DERIVED_TOKEN_APIS, parseTokenQuery, TOKEN_RESPONSE_SCHEMA } from './token-read.dto';
 
 export const TOKEN_READ_PATH = '/tokens/:account';
 
@@ -79,7 +79,7 @@ export class TokenReadRoute implements OnModuleInit {
       if (provider === undefined) granted = this.grants.grantedProviders(caller, account);
       else if (isProviderId(provider)) this.grants.assertGranted(caller, provider, account);
       else throw unknownProviderError(provider);
-      const issued = this.tokens.tokenFor(account, provider, query.minValiditySec, granted);
+      const issued = this.tokens.tokenFor(account, provider, query.minValiditySec, granted, query.api);
       if (issued instanceof Promise) return issued.then((token) => this.served(caller, token), (error: unknown) => this.refused(caller, account, provider, error));
       return this.served(caller, issued);
     } catch (error) {
@@ -144,14 +144,23 @@ export function documentTokenRead(document: OpenAPIObject): void {
           description: `seconds the token must stay valid, 0-${MAX_MIN_VALIDITY_SEC} (default 60)`,
           schema: { type: 'integer', minimum: 0, maximum: MAX_MIN_VALIDITY_SEC },
         },
+        {
+          name: 'api',
+          in: 'query',
+          required: false,
+          description:
+            'a token derived for that API instead of the stored one: v4 is Copernica\'s REST v4 JWT (tokenType Bearer, expiresAt from its exp, ' +
+            'apply Authorization: Bearer), minted on first use and ahead of its expiry, served from the cache',
+          schema: { type: 'string', enum: [...DERIVED_TOKEN_APIS] },
+        },
       ],
       responses: {
         200: { description: 'the token', content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenResponse' } } } },
-        400: error('invalid_account, provider_unknown, provider_ambiguous (lists the providers) or validation_failed'),
+        400: error('invalid_account, provider_unknown, provider_ambiguous (lists the providers), api_not_supported (api= for a provider that derives no such token) or validation_failed'),
         401: error('no API key, or one that is not recognised'),
         403: error('forbidden: not a service key; not_granted: the account or provider is outside this service key\'s SERVICE_GRANTS (the same answer whether the account exists or not)'),
         404: error('connection_not_found'),
-        409: error('needs_reauth or revoked: open a new connect session'),
+        409: error('needs_reauth (an API key past its expiresAt says reason: credential_expired) or revoked: open a new connect session or store a new key'),
         500: error('token_unreadable: the stored token cannot be decrypted (its key left TOKEN_ENCRYPTION_KEYS, or the row was altered); or internal, with a request id'),
         502: error('provider_misconfigured: the token expired and the provider rejected the broker\'s client credentials'),
         503: error('provider_unavailable: the token expired and could not be refreshed; database_unavailable: the database cannot be reached (both with Retry-After)'),

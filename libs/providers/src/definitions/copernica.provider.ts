@@ -1,10 +1,13 @@
+import { readTokenFromAnswer } from '../derived-token';
 import { defineProvider } from '../provider-definition';
 import { readIdentity } from '../provider-identity';
 
 /**
  * Copernica. The token exchange is an HTTP GET answering `{access_token}` only; the token never
  * expires and is presented as `?access_token=`. A state under 32 characters gets no code back.
- * The access token of its dashboard serves as an API key, presented the same way.
+ * The access token of its dashboard serves as an API key, presented the same way. Its REST v4
+ * takes neither: it wants `Authorization: Bearer <JWT>`, minted from the token by a POST of
+ * `access_token=…` to its authentication service and valid 24 hours.
  */
 export const copernica = defineProvider({
   id: 'copernica',
@@ -30,5 +33,14 @@ export const copernica = defineProvider({
     hint: 'In the Copernica dashboard, open Configuration, then API access tokens, and create an access token for the REST API.',
     verification: 'identity',
     present: ({ apiKey }) => ({ headers: {}, query: { access_token: apiKey } }),
+  },
+  derivedToken: {
+    api: 'v4',
+    urlVariable: 'AUTHENTICATE_URL',
+    defaultUrl: 'https://authenticate.copernica.com',
+    defaultLifetimeSec: 86_400,
+    mintForm: (stored) => ({ access_token: stored }),
+    // The answer is the JWT as text; a JSON string, or an object carrying access_token, token or jwt, is taken too.
+    readAnswer: (body) => readTokenFromAnswer(body, ['access_token', 'token', 'jwt']),
   },
 });
