@@ -2,7 +2,7 @@
  * Compares broker builds on one seeded database, in one run: what a proposed change to the read
  * path is worth, with machine drift cancelled out (every round runs raw, then each variant).
  *
- *   BENCH_VARIANTS="current=dist,candidate=/path/to/other/dist" npx ts-node -T -r tsconfig-paths/register bench/compare.ts
+ *   BENCH_VARIANTS="current=dist candidate=/path/to/other/dist open=dist;SERVICE_GRANTS=*=*\/*" npx ts-node -T -r tsconfig-paths/register bench/compare.ts
  *
  * Each variant is a compiled tree laid out like dist/ (e.g. a copy of dist/ with one change, or
  * another checkout's build). It must sit under this repository (e.g. .data/) so its requires
@@ -31,13 +31,30 @@ interface VariantFigures {
   rounds: LoadResult[];
 }
 
-function readVariants(spec: string | undefined): Array<{ name: string; dist: string }> {
-  if (!spec) throw new Error('set BENCH_VARIANTS="name=dist-dir,name=dist-dir,..." (e.g. current=dist,candidate=.data/variants/x)');
-  return spec.split(',').map((entry) => {
-    const [name, dist] = entry.split('=');
-    if (!name || !dist || !/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`BENCH_VARIANTS entry "${entry}" is not name=dist-dir`);
-    return { name, dist: resolve(ROOT, dist) };
-  });
+/**
+ * `name=dist-dir`, optionally followed by `;VARIABLE=value` pairs the variant's broker gets on top of
+ * the benchmark's (e.g. `open=dist;SERVICE_GRANTS=*=*\/*`); entries separated by spaces (or commas,
+ * when none has settings).
+ */
+function readVariants(spec: string | undefined): Array<{ name: string; dist: string; env: Record<string, string> }> {
+  if (!spec) throw new Error('set BENCH_VARIANTS="name=dist-dir name=dist-dir;VAR=value ..." (e.g. current=dist candidate=.data/variants/x)');
+  return spec
+    .split(/\s+/)
+    // Commas separate entries too, where no entry carries settings (whose values may hold commas).
+    .flatMap((part) => (part.includes(';') ? [part] : part.split(',')))
+    .filter((entry) => entry !== '')
+    .map((entry) => {
+      const [variant, ...settings] = entry.split(';');
+      const [name, dist] = variant.split('=');
+      if (!name || !dist || !/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`BENCH_VARIANTS entry "${entry}" is not name=dist-dir[;VAR=value...]`);
+      const env: Record<string, string> = {};
+      for (const setting of settings) {
+        const eq = setting.indexOf('=');
+        if (eq <= 0 || !/^[A-Z][A-Z0-9_]*$/.test(setting.slice(0, eq))) throw new Error(`BENCH_VARIANTS entry "${entry}": "${setting}" is not VAR=value`);
+        env[setting.slice(0, eq)] = setting.slice(eq + 1);
+      }
+      return { name, dist: resolve(ROOT, dist), env };
+    });
 }
 
 async function main(): Promise<void> {
@@ -53,7 +70,7 @@ async function main(): Promise<void> {
     const brokers: RunningServer[] = [];
     const readiness: Array<Promise<void>> = [];
     for (const variant of variants) {
-      const { server, ready } = await startBroker(cleanup, env, { name: variant.name, dist: variant.dist, nodeFlags: settings.brokerNodeFlags });
+      const { server, ready } = await startBroker(cleanup, env, { name: variant.name, dist: variant.dist, nodeFlags: settings.brokerNodeFlags, env: variant.env });
       brokers.push(server);
       readiness.push(ready);
     }

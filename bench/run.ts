@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: two phases, each checking DESIGN targets (BENCH_ONLY=read or sweep runs one).
  *
- * 1. Token read: "GET /tokens/:account for a valid cached token: throughput ≥ 45 % of a raw
- *    node:http server answering the same JSON, measured in the same run on the same machine;
- *    p99 ≤ 10 ms at 32 connections", plus the memory target (< 200 MB RSS with 100,000 stored
- *    connections: BENCH_CONNECTIONS=100000).
+ * 1. Token read: "GET /tokens/:account for a valid cached token, with service grants and the
+ *    read audit on: throughput ≥ 50 % of a raw node:http server answering the same JSON, measured
+ *    in the same run on the same machine; p99 ≤ 10 ms at 32 connections", plus the memory target
+ *    (< 200 MB RSS with 100,000 stored connections: BENCH_CONNECTIONS=100000). The same build with
+ *    allow-all grants is measured in the same rounds (BENCH_WITHOUT_GRANTS=0 leaves it out).
  * 2. Refresh sweep (bench/lib/refresh-sweep.ts): "10,000 tokens due within the lead window
  *    against the sandbox provider with 50 ms token-endpoint latency finish within 1.3× of the
  *    ideal count × latency / concurrency, with zero tokens expiring unrefreshed and zero
@@ -32,6 +33,7 @@ import {
   startBroker,
   startRawServer,
   verifyReads,
+  WITHOUT_GRANTS,
 } from './lib/bench-environment';
 import { memoryOf, round } from './lib/process-stats';
 import { Cleanup } from './lib/cleanup';
@@ -99,6 +101,10 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
   step(`token read: starting the broker and storing ${settings.storedConnections.toLocaleString('en-US')} connections (${settings.seedMode})`);
   const t0 = Date.now();
   const { server: broker, ready } = await startBroker(cleanup, env, { name: 'broker', dist: settings.brokerDist, nodeFlags: settings.brokerNodeFlags });
+  // The same build with allow-all grants, measured in the same rounds: what grants cost.
+  const without = settings.compareWithoutGrants
+    ? await startBroker(cleanup, env, { name: 'broker without grants', dist: settings.brokerDist, nodeFlags: settings.brokerNodeFlags, env: { SERVICE_GRANTS: WITHOUT_GRANTS } })
+    : undefined;
   let seedSec = 0;
   let readySec = 0;
   const [seeded] = await Promise.all([
@@ -109,6 +115,7 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
     ready.then(() => {
       readySec = (Date.now() - t0) / 1000;
     }),
+    without?.ready,
   ]);
   step(`broker ready after ${readySec.toFixed(1)}s; connections stored after ${seedSec.toFixed(1)}s`);
 
@@ -122,6 +129,10 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
   // The hot set is read once more so every measured read is a cache hit.
   const hot = shuffled(seeded).slice(0, settings.hotAccounts);
   await readAll(broker.target, hot, settings.connections);
+  if (without) {
+    await verifyReads(without.server.target, seeded);
+    await readAll(without.server.target, hot, settings.connections);
+  }
   if (settings.hold) await holdForProfiling(cleanup, env, broker, raw, hot);
 
   const slices = sliceAccounts(hot, settings.connections);
@@ -131,6 +142,7 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
     step(`warming up (${settings.warmupSec}s each)`);
     await load(raw, settings.warmupSec);
     await load(broker, settings.warmupSec);
+    if (without) await load(without.server, settings.warmupSec);
   }
   const rounds: TokenReadReport['rounds'] = [];
   for (let i = 1; i <= settings.rounds; i++) {
@@ -139,7 +151,13 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
     const brokerResult = await load(broker, settings.durationSec);
     const ratio = round(brokerResult.reqPerSec / rawResult.reqPerSec, 3);
     step(`round ${i}: broker ${brokerResult.reqPerSec} req/s, p50 ${brokerResult.latencyMs.p50} ms, p99 ${brokerResult.latencyMs.p99} ms (ratio ${ratio})`);
-    rounds.push({ raw: rawResult, broker: brokerResult, ratio });
+    let withoutGrants: TokenReadReport['rounds'][number]['withoutGrants'];
+    if (without) {
+      const result = await load(without.server, settings.durationSec);
+      withoutGrants = { result, ratio: round(result.reqPerSec / rawResult.reqPerSec, 3) };
+      step(`round ${i}: without grants ${result.reqPerSec} req/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms (ratio ${withoutGrants.ratio})`);
+    }
+    rounds.push({ raw: rawResult, broker: brokerResult, ratio, withoutGrants });
   }
   const afterRun = memoryOf(broker.child.pid);
 
@@ -168,7 +186,7 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
     verdict: {
       ratio: summary.median.ratio >= TARGET_RATIO,
       p99: summary.median.broker.p99Ms <= TARGET_P99_MS,
-      noFailures: summary.failures.raw === 0 && summary.failures.broker === 0,
+      noFailures: summary.failures.raw === 0 && summary.failures.broker === 0 && (summary.failures.withoutGrants ?? 0) === 0,
       memory: settings.storedConnections >= 100_000 && afterSampleMb !== undefined ? afterSampleMb < TARGET_RSS_MB : undefined,
     },
   };

@@ -22,6 +22,15 @@ export interface RunningServer {
   target: LoadTarget;
 }
 
+/**
+ * The service keys and grants a benchmarked broker runs with, as an operator would configure a
+ * few services: the benchmark's key (`bench`) reads Copy.ai for the seeded accounts' prefix and
+ * Copper for any account, so every read it makes passes a prefix match; two more keys have grants
+ * of their own. WITHOUT_GRANTS says allow-all explicitly, for the same run without them.
+ */
+export const BENCH_GRANTS = 'bench=copyai/bench-user-*,bench=copper/*,reporting=*/*,billing=copernica/acme-*,billing=copyai/acme-*';
+export const WITHOUT_GRANTS = '*=*/*';
+
 export interface BenchEnvironment {
   database: BenchDatabase;
   sandbox: ProviderSandbox;
@@ -67,7 +76,7 @@ export function startScriptNodeFlags(): string[] {
 
 /**
  * Starts `node <npm start's flags> -r tsconfig-paths/register <dist>/apps/token-broker/src/main.js`, as `npm start` does. Resolves once it is listening.
- * By default the refresh scheduler is off and LOG_LEVEL is warn; `env` overrides any variable.
+ * By default the refresh scheduler is off, LOG_LEVEL is warn and the service grants are BENCH_GRANTS; `env` overrides any variable.
  */
 export async function startBroker(
   cleanup: Cleanup,
@@ -90,7 +99,8 @@ export async function startBroker(
       DATABASE_URL: env.database.url,
       DATA_DIR: env.database.dataDir,
       TOKEN_ENCRYPTION_KEYS: env.keyRingSpec,
-      SERVICE_API_KEYS: `bench:${env.serviceKey}`,
+      SERVICE_API_KEYS: `bench:${env.serviceKey},reporting:rep-${randomBytes(24).toString('base64url')},billing:bil-${randomBytes(24).toString('base64url')}`,
+      SERVICE_GRANTS: BENCH_GRANTS,
       ADMIN_API_KEYS: `bench-admin:adm-${randomBytes(24).toString('base64url')}`,
       LOG_LEVEL: 'warn',
       REFRESH_SCHEDULER_ENABLED: 'false',

@@ -49,6 +49,8 @@ export interface Settings {
   writeReadme: boolean;
   /** Keep the servers up after seeding (for profiling by hand) until Ctrl-C; no load is run. */
   hold: boolean;
+  /** Also measure the same build with allow-all grants (`*=*\/*`) in every round (BENCH_WITHOUT_GRANTS=0: not). */
+  compareWithoutGrants: boolean;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv): Settings {
@@ -94,6 +96,7 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
     resultsDir: resolve(ROOT, env.BENCH_RESULTS_DIR ?? 'bench/results'),
     writeReadme: env.BENCH_README === '1',
     hold: env.BENCH_HOLD === '1',
+    compareWithoutGrants: env.BENCH_WITHOUT_GRANTS !== '0',
   };
   if (env.BENCH_PROFILE === '1') {
     const dir = join(ROOT, '.data', 'bench-profiles');

@@ -33,8 +33,9 @@ export class AuditWriter implements AuditSink, OnModuleInit, OnApplicationShutdo
   private events: AuditRecord[] = [];
   /** Aggregated token-read rows, by (minute, service, account, provider, outcome). */
   private readonly reads = new Map<string, AuditRecord & { count: number }>();
-  /** Records in the INSERT running now: still in memory, and back in the buffer if it fails. */
-  private writing = 0;
+  /** Single events and read rows of the flush under way, not written yet. */
+  private flushingEvents = 0;
+  private flushingReads = 0;
   private timer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
   private failing = false;
@@ -80,50 +81,61 @@ export class AuditWriter implements AuditSink, OnModuleInit, OnApplicationShutdo
     return this.flushing;
   }
 
-  /** Records waiting in memory, the batch being written included. */
+  /** Records waiting in memory, those of the flush under way included. */
   buffered(): number {
-    return this.events.length + this.reads.size + this.writing;
+    return this.events.length + this.reads.size + this.flushingEvents + this.flushingReads;
   }
 
   private async writePending(): Promise<void> {
     const drained = this.tokenReads.drain();
-    for (const record of drained.records) this.addRead(record);
     // Reads the counter had no room for: each is a record's worth of what happened.
     if (drained.dropped > 0) this.drop(drained.dropped, drained.dropped);
-    while (this.events.length + this.reads.size > 0) {
-      const batch = this.events.splice(0, AUDIT_BATCH_SIZE);
-      const takenReads: Array<AuditRecord & { count: number }> = [];
-      for (const [key, read] of this.reads) {
-        if (batch.length + takenReads.length >= AUDIT_BATCH_SIZE) break;
-        takenReads.push(read);
-        this.reads.delete(key);
-      }
-      this.writing = batch.length + takenReads.length;
+    // A drain's rows are distinct (one per minute and key); only rows kept from a failed flush need merging with them.
+    let reads = drained.records;
+    if (this.reads.size > 0) {
+      for (const record of reads) this.addRead(record);
+      reads = [...this.reads.values()];
+      this.reads.clear();
+    }
+    let next = 0;
+    this.flushingReads = reads.length;
+    while (this.events.length > 0 || next < reads.length) {
+      const events = this.events.splice(0, AUDIT_BATCH_SIZE);
+      const batch = events.length === 0 ? reads.slice(next, next + AUDIT_BATCH_SIZE) : events.concat(reads.slice(next, next + AUDIT_BATCH_SIZE - events.length));
+      const readsInBatch = batch.length - events.length;
+      // In memory until written: counted as waiting, and back in the buffer if the write fails.
+      this.flushingEvents = events.length;
       try {
-        await this.repository.insert(takenReads.length === 0 ? batch : [...batch, ...takenReads]);
+        await this.repository.insert(batch);
       } catch (error) {
-        this.writing = 0;
+        this.flushingEvents = 0;
         if (!isDatabaseUnavailable(error)) {
           // Not an outage: the same batch would fail again and hold up every record behind it.
-          this.logger.error({ err: error }, `could not write ${batch.length + takenReads.length} audit record(s); they are dropped`);
-          this.drop(batch.length + takenReads.length, takenReads.reduce((sum, read) => sum + read.count, 0));
+          this.logger.error({ err: error }, `could not write ${batch.length} audit record(s); they are dropped`);
+          this.drop(batch.length, countReads(batch.slice(events.length)));
+          next += readsInBatch;
+          this.flushingReads = reads.length - next;
           continue;
         }
-        this.events = batch.concat(this.events);
-        for (const read of takenReads) this.addRead(read);
+        this.events = events.concat(this.events);
+        this.flushingReads = 0;
+        for (let i = next; i < reads.length; i++) this.addRead(reads[i]);
         if (!this.failing) {
           this.failing = true;
-          this.logger.warn(`could not write ${batch.length + takenReads.length} audit record(s); ${this.buffered()} kept in memory and retried: ${describeDatabaseError(error)}`);
+          this.logger.warn(`could not write ${batch.length} audit record(s); ${this.buffered()} kept in memory and retried: ${describeDatabaseError(error)}`);
         }
         break;
       }
-      this.writing = 0;
-      this.metrics.auditRecordsWritten.inc(batch.length + takenReads.length);
+      this.flushingEvents = 0;
+      next += readsInBatch;
+      this.flushingReads = reads.length - next;
+      this.metrics.auditRecordsWritten.inc(batch.length);
       if (this.failing) {
         this.failing = false;
         this.logger.log('audit records are written again');
       }
     }
+    this.flushingReads = 0;
     this.metrics.auditBuffered.set(this.buffered());
     this.reportDrops();
   }
@@ -160,4 +172,8 @@ export class AuditWriter implements AuditSink, OnModuleInit, OnApplicationShutdo
     this.logger.warn(`audit records dropped since the last warning: ${this.dropped.records}${reads}; ${this.buffered()} waiting, at most ${MAX_BUFFERED_AUDIT_RECORDS} are kept`);
     this.dropped = { records: 0, reads: 0 };
   }
+}
+
+function countReads(records: ReadonlyArray<AuditRecord>): number {
+  return records.reduce((sum, record) => sum + (record.count ?? 1), 0);
 }
