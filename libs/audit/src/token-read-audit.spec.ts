@@ -77,6 +77,11 @@ describe('TokenReadAudit', () => {
     expect(reads.drain()).toEqual({ records: [expect.objectContaining({ account: 'one-too-many', count: 1 })], dropped: 0 });
   });
 
+  it('keeps at most 128 characters of an account, as any audit record (a refused read names what the caller sent)', () => {
+    reads.count('billing', 'x'.repeat(1000), null, 'invalid_account');
+    expect(reads.drain().records[0].account).toBe(`${'x'.repeat(128)}…`);
+  });
+
   it('adds what it hands on to the per-service read metric', async () => {
     reads.count('billing', 'acme', 'copyai', 'served');
     reads.count('billing', 'globex', 'copyai', 'served');

@@ -1,5 +1,5 @@
 import { Clock } from '@app/common';
-import { AuditRecord, Metrics } from '@app/observability';
+import { AuditRecord, clipAuditTarget, Metrics } from '@app/observability';
 import { Injectable } from '@nestjs/common';
 
 /** One (service, provider, outcome) count of an account, chained to the account's other counts. */
@@ -79,8 +79,9 @@ export class TokenReadAudit {
         action: 'token.read',
         actor: cell.service,
         actorKind: 'service',
-        account,
-        provider: cell.provider,
+        // A refused read's account is whatever the caller sent (up to the path's length limit).
+        account: clipAuditTarget(account),
+        provider: clipAuditTarget(cell.provider),
         outcome: cell.outcome,
         count: cell.count,
       });

@@ -95,8 +95,8 @@ export class AuditLog {
   record(event: AuditEvent): void {
     const record: AuditRecord = {
       ...event,
-      account: clip(event.account),
-      provider: clip(event.provider),
+      account: clipAuditTarget(event.account),
+      provider: clipAuditTarget(event.provider),
       // The table shows what the log line would: a secret-named field is censored before either gets it.
       detail: event.detail === undefined ? undefined : (redactSecrets(event.detail) as AuditEvent['detail']),
       at: this.clock.now(),
@@ -149,6 +149,8 @@ class ProcessLogger extends Logger {
   }
 }
 
-function clip(value: string | null | undefined): string | null | undefined {
-  return typeof value === 'string' && value.length > MAX_TARGET_LENGTH ? `${value.slice(0, MAX_TARGET_LENGTH)}…` : value;
+/** An account or provider as an audit record keeps it: at most MAX_TARGET_LENGTH characters. */
+export function clipAuditTarget<T extends string | null | undefined>(value: T): T {
+  return (typeof value === 'string' && value.length > MAX_TARGET_LENGTH ? `${value.slice(0, MAX_TARGET_LENGTH)}…` : value) as T;
 }
+
