@@ -5,6 +5,7 @@ import { TrackSealedKeyIds1795450000000 } from './1795450000000-TrackSealedKeyId
 import { CreateAuditEvents1795460000000 } from './1795460000000-CreateAuditEvents';
 import { StaticCredentials1795470000000 } from './1795470000000-StaticCredentials';
 import { DerivedTokens1795470100000 } from './1795470100000-DerivedTokens';
+import { ConnectSessionAuthMode1795470200000 } from './1795470200000-ConnectSessionAuthMode';
 
 /** Every migration, in order. A new migration file is added here too. */
 export const MIGRATIONS: Array<new () => unknown> = [
@@ -15,4 +16,5 @@ export const MIGRATIONS: Array<new () => unknown> = [
   CreateAuditEvents1795460000000,
   StaticCredentials1795470000000,
   DerivedTokens1795470100000,
+  ConnectSessionAuthMode1795470200000,
 ];

@@ -22,6 +22,15 @@ export function confirmPageHeaders(authorizeUrl: string): Record<string, string>
   };
 }
 
+/**
+ * The API key form's headers. Its submission ends in a redirect to the product's returnTo, and
+ * browsers hold that redirect to `form-action` too: the returnTo origin is allowed beside our own.
+ */
+export function apiKeyPageHeaders(returnTo: string | null): Record<string, string> {
+  const target = returnTo ? ` ${new URL(returnTo).origin}` : '';
+  return { ...PAGE_HEADERS, 'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; form-action 'self'${target}; frame-ancestors 'none'` };
+}
+
 function escape(value: string): string {
   return value.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -32,7 +41,7 @@ function page(title: string, body: string, head = ''): string {
 <title>${escape(title)}</title>${head}
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem}.ok{color:#1a7f37}.err{color:#b42318}code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}
-button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}</style>
+button{font:inherit;padding:.5rem 1.2rem;cursor:pointer}input{font:inherit;padding:.3rem}label{font-weight:600}</style>
 </head><body>${body}</body></html>`;
 }
 
@@ -51,6 +60,50 @@ export function confirmPage(input: { providerName: string; account: string; acti
 <p id="summary">You are connecting ${escape(input.providerName)} for <code>${escape(input.account)}</code>.</p>
 <p>Continue only if you asked for this: the application that sent you here will act for that account with access to your ${escape(input.providerName)} data. If you did not expect it, close this window.</p>
 <form method="post" action="${escape(input.action)}">${hidden}<button id="continue" type="submit">Continue to ${escape(input.providerName)}</button></form>`,
+  );
+}
+
+export interface ApiKeyPageInput {
+  providerName: string;
+  account: string;
+  /** Where the provider's keys are found (the provider definition's hint). */
+  hint: string;
+  action: string;
+  /** Hidden fields: the session and the form token. */
+  fields: Record<string, string>;
+  /** Whether the provider wants the email of the key's owner beside it. */
+  askEmail: boolean;
+  /** The email given last time, to fill in again (never the key). */
+  userEmail?: string;
+  /** Why the last attempt did not go through. */
+  error?: string;
+}
+
+/**
+ * The end user's own way to connect with an API key: a form asking for exactly what the
+ * provider needs, posted to the broker itself. A key is never written into the page, not even
+ * after it was refused; the email (not a secret) is kept so it need not be typed again.
+ */
+export function apiKeyPage(input: ApiKeyPageInput): string {
+  const hidden = Object.entries(input.fields)
+    .map(([name, value]) => `<input type="hidden" name="${escape(name)}" value="${escape(value)}">`)
+    .join('');
+  const name = escape(input.providerName);
+  const error = input.error ? `<p class="err" id="error" role="alert">${escape(input.error)}</p>` : '';
+  const describedBy = input.error ? 'hint error' : 'hint';
+  const email = input.askEmail
+    ? `<p><label for="userEmail">Email of the ${name} user who generated the key</label><br>` +
+      `<input id="userEmail" name="userEmail" type="email" required autocomplete="email" maxlength="320" size="40" value="${escape(input.userEmail ?? '')}"></p>`
+    : '';
+  return page(
+    `Connect ${input.providerName} with an API key`,
+    `<h1>Connect ${name}</h1>
+<p id="summary">You are connecting ${name} for <code>${escape(input.account)}</code> with an API key.</p>
+<p id="hint">${escape(input.hint)}</p>${error}
+<form method="post" action="${escape(input.action)}">${hidden}
+<p><label for="apiKey">${name} API key</label><br><input id="apiKey" name="apiKey" type="password" required autocomplete="off" spellcheck="false" maxlength="2048" size="40" aria-describedby="${describedBy}"></p>${email}
+<button id="connect" type="submit">Connect ${name}</button></form>
+<p>The key is checked with ${name} and stored encrypted; it is not shown again. Continue only if you asked for this.</p>`,
   );
 }
 

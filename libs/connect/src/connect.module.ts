@@ -1,13 +1,14 @@
 import { ConnectionsModule } from '@app/connections';
+import { CredentialsModule } from '@app/credentials';
 import { ProvidersModule } from '@app/providers';
 import { RefreshModule } from '@app/refresh';
 import { Module } from '@nestjs/common';
 import { ConnectFlowRepository, TypeormConnectFlowRepository } from './connect-flow.repository';
 import { ConnectService } from './connect.service';
 
-/** The OAuth connect flow (sessions, state, Passport strategies). HTTP routes live in the app. */
+/** The connect flow (sessions, OAuth state, Passport strategies, and the end user's API key form). HTTP routes live in the app. */
 @Module({
-  imports: [ConnectionsModule, ProvidersModule, RefreshModule],
+  imports: [ConnectionsModule, CredentialsModule, ProvidersModule, RefreshModule],
   providers: [ConnectService, { provide: ConnectFlowRepository, useClass: TypeormConnectFlowRepository }],
   exports: [ConnectService],
 })

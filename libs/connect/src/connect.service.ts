@@ -1,7 +1,8 @@
 import { Caller } from '@app/auth';
 import { assertAccountId, Clock, DomainError, ErrorCode } from '@app/common';
 import { AppConfig } from '@app/config';
-import { ConnectionRecord, ConnectionRepository } from '@app/connections';
+import { AuthMode, ConnectionRecord, ConnectionRepository } from '@app/connections';
+import { FORM_FIELDS, StaticCredentialService } from '@app/credentials';
 import { TokenCipher } from '@app/crypto';
 import { isDatabaseUnavailable } from '@app/database';
 import { isProviderId, ProviderClient, ProviderError, providerDefinition, ProviderId, ProviderSettings, unknownProviderError } from '@app/providers';
@@ -13,7 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Authenticator } from 'passport';
 import { ConnectContext, RequestWithConnect, StateRefusal } from './connect-context';
 import { ConnectFlowRepository, ConnectSession, SessionRefusal } from './connect-flow.repository';
-import { confirmPage, confirmPageHeaders } from './connect-pages';
+import { apiKeyPage, apiKeyPageHeaders, confirmPage, confirmPageHeaders } from './connect-pages';
 import { OAuthStateStore, sha256, STATE_LENGTH, STATE_TTL_MS } from './oauth-state.store';
 import { ReturnToPolicy } from './return-to-policy';
 import { ConnectedUser, ProviderOAuthStrategy } from './strategies/provider-oauth.strategy';
@@ -31,6 +32,17 @@ export type CallbackOutcome =
       /** With `provider_error`: the provider's own `error` code, only when it is a plain code (PROVIDER_ERROR_CODE). */
       providerError?: string;
     };
+
+/** What became of an API key the end user submitted through the connect form. */
+export type KeySubmission =
+  | { kind: 'connected'; session: ConnectSession; connection: ConnectionRecord; verification: string }
+  /** The form again, with why (the key never in it): `status` 400 (a field), 422 (refused) or 503 (could not check). */
+  | { kind: 'retry'; session: ConnectSession; status: number; code: ErrorCode; html: string; headers: Record<string, string> }
+  /** The link is used up (too many refused keys, or used meanwhile): back to the product with the error. */
+  | { kind: 'failed'; session?: ConnectSession; code: ErrorCode; message: string };
+
+/** Keys the provider may refuse through one link before the link is used up. */
+export const MAX_KEY_ATTEMPTS = 5;
 
 /** A provider's `error` is repeated to the product, shown and logged only when it looks like an OAuth error code. */
 export const PROVIDER_ERROR_CODE = /^[a-z_]{1,64}$/;
@@ -79,6 +91,7 @@ export class ConnectService implements OnModuleInit {
     private readonly cipher: TokenCipher,
     private readonly clock: Clock,
     private readonly planner: RefreshPlanner,
+    private readonly credentials: StaticCredentialService,
   ) {
     this.returnTo = new ReturnToPolicy(config.connectReturnOrigins);
     this.secureCookies = config.publicUrl.startsWith('https:');
@@ -99,6 +112,12 @@ export class ConnectService implements OnModuleInit {
     return `${this.config.publicUrl}/connect/${provider}/callback`;
   }
 
+  /** A provider id the registry knows, or 400 provider_unknown. */
+  private providerId(provider: unknown): ProviderId {
+    if (!isProviderId(provider)) throw unknownProviderError(provider);
+    return provider;
+  }
+
   /** The provider's settings, or a 400 that says whether it is unknown or just not configured. */
   settings(provider: unknown): ProviderSettings {
     if (!isProviderId(provider)) throw unknownProviderError(provider);
@@ -112,9 +131,14 @@ export class ConnectService implements OnModuleInit {
     return settings;
   }
 
-  async createSession(caller: Caller, input: { account: string; provider: string; returnTo?: string }): Promise<{ connectUrl: string; expiresAt: Date }> {
+  async createSession(
+    caller: Caller,
+    input: { account: string; provider: string; returnTo?: string; authMode?: AuthMode },
+  ): Promise<{ connectUrl: string; expiresAt: Date }> {
     assertAccountId(input.account);
-    const settings = this.settings(input.provider);
+    const authMode = input.authMode ?? AuthMode.OAuth2;
+    // An API key needs no OAuth client on this broker: Copy.ai publishes no OAuth at all.
+    const provider = authMode === AuthMode.ApiKey ? this.providerId(input.provider) : this.settings(input.provider).id;
     if (input.returnTo !== undefined && !this.returnTo.allows(input.returnTo)) {
       throw new DomainError(
         ErrorCode.ReturnToNotAllowed,
@@ -126,12 +150,13 @@ export class ConnectService implements OnModuleInit {
     await this.flows.createSession({
       tokenHash: sha256(token),
       account: input.account,
-      provider: settings.id,
+      provider,
       returnTo: input.returnTo ?? null,
       createdBy: caller.name,
       expiresAt,
+      authMode,
     });
-    return { connectUrl: `${this.config.publicUrl}/connect/${settings.id}?session=${token}`, expiresAt };
+    return { connectUrl: `${this.config.publicUrl}/connect/${provider}?session=${token}`, expiresAt };
   }
 
   /** Deletes connect sessions and pending authorizations past their lifetime. */
@@ -146,14 +171,21 @@ export class ConnectService implements OnModuleInit {
    * the form, is what lets only this page's form start the flow (no cross-site POST can).
    */
   async confirmation(provider: string, sessionToken: unknown, req: IncomingMessage): Promise<{ html: string; headers: Record<string, string> }> {
-    const settings = this.settings(provider);
+    const id = this.providerId(provider);
     const token = this.sessionToken(sessionToken);
-    const session = await this.flows.findSession(sha256(token), settings.id, this.clock.now());
+    const session = await this.flows.findSession(sha256(token), id, this.clock.now());
     if (typeof session === 'string') throw new DomainError(ErrorCode.SessionInvalid, SESSION_REFUSALS[session]);
     // Kept when already set, so two tabs of this page both work.
-    const present = this.cookie(req, this.confirmCookieName(settings.id));
+    const present = this.cookie(req, this.confirmCookieName(id));
     const nonce = present && CONFIRM_NONCE.test(present) ? present : randomBytes(32).toString('base64url');
     const remainingSec = Math.max(1, Math.floor((session.expiresAt.getTime() - this.clock.nowMs()) / 1000));
+    if (session.authMode === AuthMode.ApiKey) {
+      return {
+        html: this.apiKeyForm(id, session, token, nonce),
+        headers: { ...apiKeyPageHeaders(session.returnTo), 'set-cookie': this.confirmCookie(id, nonce, remainingSec) },
+      };
+    }
+    const settings = this.settings(provider);
     return {
       html: confirmPage({
         providerName: providerDefinition(settings.id).displayName,
@@ -186,7 +218,7 @@ export class ConnectService implements OnModuleInit {
         'this confirmation did not come from the connect page in this browser; open the link from the application again',
       );
     }
-    const session = await this.flows.consumeSession(sha256(token), settings.id, this.clock.now());
+    const session = await this.flows.consumeSession(sha256(token), settings.id, this.clock.now(), AuthMode.OAuth2);
     if (typeof session === 'string') throw new DomainError(ErrorCode.SessionInvalid, SESSION_REFUSALS[session]);
 
     const nonce = randomBytes(32).toString('base64url');
@@ -197,6 +229,62 @@ export class ConnectService implements OnModuleInit {
     const outcome = await this.runPassport(settings.id, Object.assign(req, { tbConnect: context, query: {} }), res);
     if (outcome.kind !== 'redirected') {
       throw outcome.kind === 'error' ? outcome.error : new Error(`unexpected passport outcome ${outcome.kind}`);
+    }
+  }
+
+  /**
+   * The API key form's submission: bound to the browser that opened the link exactly as the
+   * OAuth confirmation is (the page's cookie echoed in the form, never cross-site), checked with
+   * the provider as it will be applied, and stored only if the link is still unused at that
+   * moment (the link is used up in the same step, so it stays one-time). A refused key shows the
+   * form again with the reason and counts against the link (MAX_KEY_ATTEMPTS); a key is never
+   * written into a page. Sets the cookie headers on `res`; the caller writes the answer.
+   */
+  async submitKey(provider: string, form: Record<string, unknown>, req: IncomingMessage, res: ServerResponse): Promise<KeySubmission> {
+    const id = this.providerId(provider);
+    const token = this.sessionToken(form.session);
+    this.assertFromConnectPage(id, form, req);
+    const session = await this.flows.findSession(sha256(token), id, this.clock.now());
+    if (typeof session === 'string' || session.authMode !== AuthMode.ApiKey) {
+      throw new DomainError(ErrorCode.SessionInvalid, SESSION_REFUSALS[typeof session === 'string' ? session : 'unknown']);
+    }
+    const fields = Object.fromEntries(FORM_FIELDS.filter((name) => form[name] !== undefined).map((name) => [name, form[name]]));
+    const userEmail = typeof form.userEmail === 'string' ? form.userEmail.slice(0, 320) : undefined;
+    const retry = (status: number, code: ErrorCode, message: string): KeySubmission => ({
+      kind: 'retry',
+      session,
+      status,
+      code,
+      html: this.apiKeyForm(id, session, token, String(form.confirm), { userEmail, error: message }),
+      headers: apiKeyPageHeaders(session.returnTo),
+    });
+    try {
+      const input = this.credentials.parse(id, fields, FORM_FIELDS);
+      const stored = await this.credentials.store(session.account, id, { ...input, verify: true }, {
+        // After the check, before anything is written: the link is used up here, once.
+        beforeStore: async () => {
+          const used = await this.flows.consumeSession(sha256(token), id, this.clock.now(), AuthMode.ApiKey);
+          if (typeof used === 'string') throw new DomainError(ErrorCode.SessionInvalid, SESSION_REFUSALS[used]);
+        },
+      });
+      res.setHeader('set-cookie', this.confirmCookie(id, '', 0));
+      this.logger.log(`connected ${id} for account ${session.account} with an API key (session by ${session.createdBy})`);
+      return { kind: 'connected', session, connection: stored.connection, verification: stored.verification };
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      const name = providerDefinition(id).displayName;
+      if (error.code === ErrorCode.ValidationFailed) return retry(400, error.code, `${this.formMessage(error.message)}.`);
+      if (error.code === ErrorCode.ProviderUnavailable) {
+        return retry(503, error.code, `${name} could not be asked about the key just now. Nothing was stored; try again in a moment.`);
+      }
+      if (error.code === ErrorCode.SessionInvalid) return { kind: 'failed', session, code: error.code, message: error.message };
+      if (error.code !== ErrorCode.CredentialRejected) throw error;
+      const attempts = await this.flows.recordFailedAttempt(session.id, this.clock.now(), MAX_KEY_ATTEMPTS);
+      if (attempts >= MAX_KEY_ATTEMPTS) {
+        res.setHeader('set-cookie', this.confirmCookie(id, '', 0));
+        return { kind: 'failed', session, code: error.code, message: `${name} refused ${MAX_KEY_ATTEMPTS} keys through this link; ask the application for a new one` };
+      }
+      return retry(422, error.code, `${name} did not accept this key. Check it (and the email) and try again: ${MAX_KEY_ATTEMPTS - attempts} attempt(s) left. Nothing was stored.`);
     }
   }
 
@@ -284,6 +372,41 @@ export class ConnectService implements OnModuleInit {
       return { kind: 'failed', session: context.session, code: ErrorCode.ExchangeFailed, message: `${providerDefinition(settings.id).displayName} did not issue a token: ${message}` };
     }
     return { kind: 'failed', session: context.session, code: ErrorCode.StateInvalid, message: STATE_REFUSALS.unknown_or_used };
+  }
+
+  private apiKeyForm(provider: ProviderId, session: ConnectSession, token: string, nonce: string, extra: { userEmail?: string; error?: string } = {}): string {
+    const definition = providerDefinition(provider);
+    return apiKeyPage({
+      providerName: definition.displayName,
+      account: session.account,
+      hint: definition.staticCredential.hint,
+      action: `/connect/${provider}/key`,
+      fields: { session: token, confirm: nonce },
+      askEmail: definition.staticCredential.userEmail === 'required',
+      ...extra,
+    });
+  }
+
+  /** A validation message as the form says it: the problems, without the API's field jargon where it reads badly. */
+  private formMessage(message: string): string {
+    return message.replace('apiKey is required', 'Enter the API key').replace(/^userEmail /, 'The email ').replace('; userEmail ', '; the email ');
+  }
+
+  /** The form came from this broker's page in this browser: its cookie echoed, and not sent cross-site. */
+  private assertFromConnectPage(provider: string, form: Record<string, unknown>, req: IncomingMessage): void {
+    const presented = this.cookie(req, this.confirmCookieName(provider));
+    const echoed = form.confirm;
+    if (
+      req.headers['sec-fetch-site'] === 'cross-site' ||
+      !presented ||
+      typeof echoed !== 'string' ||
+      !timingSafeEqual(sha256(presented), sha256(echoed))
+    ) {
+      throw new DomainError(
+        ErrorCode.SessionInvalid,
+        'this form was not sent from the connect page in this browser; open the link from the application again',
+      );
+    }
   }
 
   /**

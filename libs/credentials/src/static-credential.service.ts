@@ -53,8 +53,13 @@ export class StaticCredentialService {
     return parseCredentialInput(providerDefinition(provider), body, this.clock.now(), fields);
   }
 
-  async store(account: string, provider: ProviderId, input: CredentialInput): Promise<StoredCredential> {
+  /**
+   * `beforeStore` runs once the key passed its check and before anything is revoked or written;
+   * if it throws, nothing is (the connect form uses its link up there, so the link stays one-time).
+   */
+  async store(account: string, provider: ProviderId, input: CredentialInput, options: { beforeStore?: () => Promise<void> } = {}): Promise<StoredCredential> {
     const { verification, identity } = await this.check(provider, input);
+    await options.beforeStore?.();
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const existing = await this.connections.findOne(account, provider);
       let replacedGrant: AtProvider | null = null;

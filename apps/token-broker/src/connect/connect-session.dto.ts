@@ -1,6 +1,7 @@
 import { PROVIDER_IDS } from '@app/providers';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsOptional, IsString, MaxLength } from 'class-validator';
+import { AuthMode } from '@app/connections';
+import { IsIn, IsOptional, IsString, MaxLength } from 'class-validator';
 
 export class CreateConnectSessionDto {
   @ApiProperty({ example: 'acme-42', description: 'your id for the end user or tenant; ^[A-Za-z0-9._:@-]{1,128}$' })
@@ -19,6 +20,17 @@ export class CreateConnectSessionDto {
   @IsString()
   @MaxLength(2048)
   returnTo?: string;
+
+  @ApiPropertyOptional({
+    enum: AuthMode,
+    default: AuthMode.OAuth2,
+    description:
+      'oauth2: the link starts the provider\'s OAuth dance; api_key: the link opens a form where the end user enters an API key ' +
+      '(Copper: with the email of its owner), checked with the provider and stored like an admin-entered key',
+  })
+  @IsOptional()
+  @IsIn(Object.values(AuthMode))
+  authMode?: AuthMode;
 }
 
 export class ConnectSessionResponse {

@@ -1,6 +1,6 @@
 import { Public } from '@app/auth';
 import { DomainError, ErrorCode } from '@app/common';
-import { CallbackOutcome, callbackBouncePage, ConnectService, ConnectSession, failedPage, connectedPage, PAGE_HEADERS } from '@app/connect';
+import { CallbackOutcome, callbackBouncePage, ConnectService, ConnectSession, failedPage, connectedPage, KeySubmission, PAGE_HEADERS } from '@app/connect';
 import { AuditLog } from '@app/observability';
 import { isProviderId, providerDefinition } from '@app/providers';
 import { describeDatabaseError, isDatabaseUnavailable } from '@app/database';
@@ -51,6 +51,36 @@ export class ConnectController {
     } catch (error) {
       this.sendFailure(reply.raw, provider, error);
     }
+  }
+
+  /**
+   * The API key form of a link made with authMode api_key: a refused or incomplete key shows the
+   * form again (never with the key in it); a stored one ends at returnTo like the OAuth flow.
+   * Audited as credential.store by the end user: stored, rejected, or the error code.
+   */
+  @Post('key')
+  async submitKey(@Param('provider') provider: string, @Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    reply.hijack();
+    let outcome: KeySubmission;
+    try {
+      outcome = await this.connect.submitKey(provider, formBody(request), request.raw, reply.raw);
+    } catch (error) {
+      this.auditKey(request, provider, undefined, errorCodeOf(error));
+      this.sendFailure(reply.raw, provider, error);
+      return;
+    }
+    if (outcome.kind === 'retry') {
+      this.auditKey(request, provider, outcome.session, outcome.code);
+      send(reply.raw, outcome.status, outcome.html, outcome.headers);
+      return;
+    }
+    if (outcome.kind === 'connected') {
+      this.auditKey(request, provider, outcome.session, 'stored', { verification: outcome.verification });
+      this.sendBack(reply.raw, provider, outcome.session, { kind: 'connected' });
+      return;
+    }
+    this.auditKey(request, provider, outcome.session, outcome.code);
+    this.sendBack(reply.raw, provider, outcome.session, { kind: 'failed', code: outcome.code, message: outcome.message });
   }
 
   @Get('callback')
@@ -105,6 +135,40 @@ export class ConnectController {
     const name = displayName(provider);
     if (outcome.kind === 'connected') send(reply.raw, 200, connectedPage(name, outcome.session.account));
     else send(reply.raw, httpStatusOf(outcome.code), failedPage(name, outcome.code, outcome.message));
+  }
+
+  /**
+   * Back to the product: `returnTo?status=connected|error&error=…&account=…&provider=…` when the
+   * link named one, else a small page saying what happened.
+   */
+  private sendBack(res: ServerResponse, provider: string, session: ConnectSession | undefined, outcome: { kind: 'connected' } | { kind: 'failed'; code: ErrorCode; message: string }): void {
+    if (session?.returnTo) {
+      const target = new URL(session.returnTo);
+      target.searchParams.set('status', outcome.kind === 'connected' ? 'connected' : 'error');
+      if (outcome.kind === 'failed') target.searchParams.set('error', outcome.code);
+      target.searchParams.set('account', session.account);
+      target.searchParams.set('provider', provider);
+      res.writeHead(302, { location: target.toString(), 'cache-control': 'no-store', 'referrer-policy': 'no-referrer' });
+      res.end();
+      return;
+    }
+    const name = displayName(provider);
+    if (outcome.kind === 'connected') send(res, 200, connectedPage(name, session?.account ?? ''));
+    else send(res, httpStatusOf(outcome.code), failedPage(name, outcome.code, outcome.message));
+  }
+
+  /** `credential.store` by the end user: stored, rejected (the provider refused the key), or the error code. */
+  private auditKey(request: FastifyRequest, provider: string, session: ConnectSession | undefined, outcome: string, detail?: Record<string, unknown>): void {
+    this.audit.record({
+      action: 'credential.store',
+      actor: 'end_user',
+      actorKind: 'end_user',
+      account: session?.account ?? null,
+      provider,
+      outcome: outcome === String(ErrorCode.CredentialRejected) ? 'rejected' : outcome,
+      requestId: String(request.id),
+      detail,
+    });
   }
 
   /** `connect.callback`: connected, denied (the user said no at the provider) or failed with its code. */
