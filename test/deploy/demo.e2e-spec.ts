@@ -1,9 +1,10 @@
 /**
  * `npm run demo` as a newcomer runs it: the command in a terminal of its own (its own process
- * group, as a shell gives it), its output read for the links and commands it prints, one link
+ * group, as a shell gives it), its output read for the links and commands it prints, an OAuth link
  * followed through the confirmation page and the sandbox's (clearly fake) consent with a cookie
- * jar, the printed curl run in a shell and answered with a token, then Ctrl-C (SIGINT to the
- * whole group) and every port it listened on found free again.
+ * jar, an API-key link through its form with the key printed beside it, the printed curls run in a
+ * shell and answered with the tokens, then Ctrl-C (SIGINT to the whole group) and every port it
+ * listened on found free again.
  */
 import { PROVIDER_DEFINITIONS } from '@app/providers';
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -13,7 +14,8 @@ import { join } from 'node:path';
 import { freePort } from '../support/test-broker';
 
 const ROOT = join(__dirname, '../..');
-const ACCOUNT = 'demo-user';
+const OAUTH_ACCOUNT = 'demo-user';
+const API_KEY_ACCOUNT = 'demo-keys';
 
 /** A browser's cookie jar, per origin (enough for these two local servers). */
 class CookieJar {
@@ -98,7 +100,7 @@ describe('npm run demo', () => {
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('prints a link per provider and the curls; a followed link and its curl give a token; Ctrl-C leaves nothing listening', async () => {
+  it('prints OAuth and API-key links per provider and the curls; followed links and their curls give tokens; Ctrl-C leaves nothing listening', async () => {
     const brokerPort = await freePort();
     const sandboxPort = await freePort();
     mkdirSync(join(ROOT, '.data'), { recursive: true });
@@ -126,17 +128,30 @@ describe('npm run demo', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
 
-    // A link per provider, and the curl that reads each token.
+    // Two links per provider (OAuth; an API key with what to enter beside it), and a curl per token.
     const links = new Map<string, URL>();
+    const keyLinks = new Map<string, { url: URL; apiKey: string; userEmail?: string }>();
     for (const definition of PROVIDER_DEFINITIONS) {
-      const line = new RegExp(`^\\s+${definition.displayName.replace(/\./g, '\\.')}\\s+(http://\\S+)$`, 'm').exec(output);
-      expect({ provider: definition.id, link: line?.[1] }).toEqual({ provider: definition.id, link: expect.stringContaining(`/connect/${definition.id}?session=`) });
-      links.set(definition.id, new URL(line![1]));
+      const name = definition.displayName.replace(/\./g, '\\.');
+      const oauth = new RegExp(`^\\s+${name}\\s+(http://\\S+)$`, 'm').exec(output);
+      const apiKey = new RegExp(`^\\s+${name}\\s+(http://\\S+)\\s+key (\\S+?)(?:, email (\\S+))?$`, 'm').exec(output);
+      expect({ provider: definition.id, oauth: oauth?.[1], apiKey: apiKey?.[1] }).toEqual({
+        provider: definition.id,
+        oauth: expect.stringContaining(`/connect/${definition.id}?session=`),
+        apiKey: expect.stringContaining(`/connect/${definition.id}?session=`),
+      });
+      links.set(definition.id, new URL(oauth![1]));
+      keyLinks.set(definition.id, { url: new URL(apiKey![1]), apiKey: apiKey![2], userEmail: apiKey![3] });
     }
     const keyLine = /^\s+(KEY=\$\(.*\))$/m.exec(output)?.[1];
-    const curls = new Map([...output.matchAll(/^\s+(curl .*provider=([a-z]+)')$/gm)].map((m) => [m[2], m[1]]));
+    const curls = new Map([...output.matchAll(/^\s+(curl .*tokens\/([a-z-]+)\?provider=([a-z]+)')$/gm)].map((m) => [`${m[2]}/${m[3]}`, m[1]]));
     expect(keyLine).toBeDefined();
-    expect([...curls.keys()].sort()).toEqual(PROVIDER_DEFINITIONS.map((d) => d.id).sort());
+    expect([...curls.keys()].sort()).toEqual(PROVIDER_DEFINITIONS.flatMap((d) => [`${API_KEY_ACCOUNT}/${d.id}`, `${OAUTH_ACCOUNT}/${d.id}`]).sort());
+    const runPrinted = (curl: string): Record<string, unknown> => {
+      const run = spawnSync('bash', ['-c', `${keyLine}\n${curl}`], { cwd: ROOT, encoding: 'utf8' });
+      expect(run.status).toBe(0);
+      return JSON.parse(run.stdout) as Record<string, unknown>;
+    };
     const databasePort = Number(/^\s+database\s+127\.0\.0\.1:(\d+)\s/m.exec(output)?.[1]);
     expect(databasePort).toBeGreaterThan(0);
 
@@ -165,14 +180,28 @@ describe('npm run demo', () => {
     expect(done.body).toContain('Connected to Copy.ai');
 
     // The printed commands, run in a shell from where the demo was started.
-    const curl = spawnSync('bash', ['-c', `${keyLine}\n${curls.get('copyai')}`], { cwd: ROOT, encoding: 'utf8' });
-    expect(curl.status).toBe(0);
-    const token = JSON.parse(curl.stdout) as { account: string; provider: string; accessToken: string; apply: unknown };
-    expect(token).toMatchObject({ account: ACCOUNT, provider: 'copyai', accessToken: expect.any(String) });
-    expect(token.accessToken.length).toBeGreaterThan(10);
+    const token = runPrinted(curls.get(`${OAUTH_ACCOUNT}/copyai`)!);
+    expect(token).toMatchObject({ account: OAUTH_ACCOUNT, provider: 'copyai', authMode: 'oauth2', accessToken: expect.any(String) });
+    expect((token.accessToken as string).length).toBeGreaterThan(10);
     // A provider not connected yet answers as the API says.
-    const notYet = spawnSync('bash', ['-c', `${keyLine}\n${curls.get('copper')}`], { cwd: ROOT, encoding: 'utf8' });
-    expect(JSON.parse(notYet.stdout)).toMatchObject({ error: 'connection_not_found' });
+    expect(runPrinted(curls.get(`${OAUTH_ACCOUNT}/copper`)!)).toMatchObject({ error: 'connection_not_found' });
+
+    // The Copper API-key link with the key and email printed beside it.
+    const copperKey = keyLinks.get('copper')!;
+    expect(copperKey.userEmail).toEqual(expect.stringContaining('@'));
+    const keyPage = await browse(jar, copperKey.url);
+    expect(keyPage.response.status).toBe(200);
+    const keyForm = formOf(keyPage.body, copperKey.url);
+    keyForm.fields.set('apiKey', copperKey.apiKey);
+    keyForm.fields.set('userEmail', copperKey.userEmail!);
+    const stored = await browse(jar, keyForm.action, { method: 'POST', form: keyForm.fields });
+    expect(stored.body).toContain('Connected to Copper');
+    expect(runPrinted(curls.get(`${API_KEY_ACCOUNT}/copper`)!)).toMatchObject({
+      account: API_KEY_ACCOUNT,
+      provider: 'copper',
+      authMode: 'api_key',
+      apply: { headers: { 'X-PW-AccessToken': copperKey.apiKey, 'X-PW-UserEmail': copperKey.userEmail } },
+    });
 
     // Ctrl-C: the terminal signals the whole foreground group.
     process.kill(-child.pid!, 'SIGINT');

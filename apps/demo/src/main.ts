@@ -1,8 +1,9 @@
 /**
  * `npm run demo`: the first five minutes. Starts the provider sandbox (fake Copper, Copernica and
- * Copy.ai) and the broker on an embedded PostgreSQL, all on 127.0.0.1, opens a connect link per
- * provider for the account `demo-user`, and prints the links with the curl that reads each token
- * once the link has been followed. Ctrl-C stops everything it started; nothing is left listening.
+ * Copy.ai) and the broker on an embedded PostgreSQL, all on 127.0.0.1, opens two connect links
+ * per provider (OAuth for `demo-user`, an API key for `demo-keys`, with a key the sandbox accepts),
+ * and prints the links with the curl that reads each token once the link has been followed.
+ * Ctrl-C stops everything it started; nothing is left listening.
  *
  * Its state (database, generated secrets, the broker's log) lives in DATA_DIR (default
  * .data/demo), apart from `npm start`'s. It reads no other setting from the environment, so a
@@ -20,14 +21,14 @@ import pino from 'pino';
 import { ProviderSandbox, startProviderSandbox } from '../../provider-sandbox/src/provider-sandbox';
 import { RunningBroker, startBroker } from '../../token-broker/src/broker';
 
-const ACCOUNT = 'demo-user';
-
 /**
- * The connect links the demo opens for each provider. OAuth is the one the broker offers today;
- * an API-key link (`authMode: "api_key"`: a form asking for the provider's key) belongs in this
- * list beside it, with the sandbox key to type into it printed next to the link.
+ * The connect links the demo opens for each provider, one account per kind: an account holds one
+ * connection per provider, OAuth or API key, and storing one replaces the other.
  */
-const LINK_KINDS: ReadonlyArray<{ label: string; body: Record<string, string> }> = [{ label: 'OAuth', body: {} }];
+const LINK_KINDS = [
+  { authMode: 'oauth2', account: 'demo-user', step: "Connect with OAuth: open a link, press Continue, then Allow on the fake provider's page:" },
+  { authMode: 'api_key', account: 'demo-keys', step: 'Or connect with an API key: open a link and enter what is shown beside it (the sandbox accepts it):' },
+] as const;
 
 function portFrom(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -122,23 +123,30 @@ async function main(): Promise<void> {
   const { broker, sandbox, database } = running as Required<Running>;
   const serviceKey = config.serviceApiKeys[0].secret;
 
-  const links: string[] = [];
-  const curls: string[] = [];
   const keyFile = shown(join(dataDir, 'dev-secrets.env'));
   const width = Math.max(...PROVIDER_DEFINITIONS.map((d) => d.displayName.length));
-  for (const definition of PROVIDER_DEFINITIONS) {
-    for (const kind of LINK_KINDS) {
+  const steps: string[] = [];
+  const curls: string[] = [];
+  for (const [index, kind] of LINK_KINDS.entries()) {
+    steps.push(`${index + 1}. ${kind.step}`, '');
+    curls.push(`   # ${kind.authMode === 'api_key' ? 'API key' : 'OAuth'} (${kind.account})`);
+    for (const definition of PROVIDER_DEFINITIONS) {
       const response = await fetch(`${broker.url}/connect-sessions`, {
         method: 'POST',
         headers: { authorization: `Bearer ${serviceKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ account: ACCOUNT, provider: definition.id, ...kind.body }),
+        body: JSON.stringify({ account: kind.account, provider: definition.id, ...(kind.authMode === 'api_key' ? { authMode: kind.authMode } : {}) }),
       });
       if (response.status !== 201) throw new Error(`the broker refused a ${definition.displayName} connect session: ${response.status} ${await response.text()}`);
       const { connectUrl } = (await response.json()) as { connectUrl: string };
-      const label = LINK_KINDS.length > 1 ? `${definition.displayName} (${kind.label})` : definition.displayName;
-      links.push(`   ${label.padEnd(width)}  ${connectUrl}`);
+      let enter = '';
+      if (kind.authMode === 'api_key') {
+        const { apiKey, userEmail } = sandbox.registerApiKey(definition.id);
+        enter = `   key ${apiKey}${definition.staticCredential.userEmail === 'required' ? `, email ${userEmail}` : ''}`;
+      }
+      steps.push(`   ${definition.displayName.padEnd(width)}  ${connectUrl}${enter}`);
+      curls.push(`   curl -s -H "Authorization: Bearer $KEY" '${broker.url}/tokens/${kind.account}?provider=${definition.id}'`);
     }
-    curls.push(`   curl -s -H "Authorization: Bearer $KEY" '${broker.url}/tokens/${ACCOUNT}?provider=${definition.id}'`);
+    steps.push('');
   }
 
   const lines = [
@@ -149,11 +157,8 @@ async function main(): Promise<void> {
     `   sandbox    ${sandbox.url}   fake ${PROVIDER_DEFINITIONS.map((d) => d.displayName).join(', ')}`,
     `   database   ${new URL(database.url).host}   embedded PostgreSQL, data in ${shown(dataDir)}`,
     '',
-    `1. Open a link in your browser, press Continue, then Allow on the fake provider's page:`,
-    '',
-    ...links,
-    '',
-    `2. Read the token the broker now keeps for ${ACCOUNT} (it refreshes it before it expires), with the`,
+    ...steps,
+    `${LINK_KINDS.length + 1}. Read the tokens the broker now keeps (it refreshes OAuth tokens before they expire), with the`,
     '   service key generated for this demo:',
     '',
     `   KEY=$(sed -n 's/^SERVICE_API_KEYS=[^:]*://p' ${shellQuote(keyFile)})`,
