@@ -40,7 +40,7 @@ import { Cleanup } from './lib/cleanup';
 import { LoadResult, runLoad } from './lib/load';
 import { runRefreshSweep } from './lib/refresh-sweep';
 import { machineInfo, markdownTable, summarise, TARGET_P99_MS, TARGET_RATIO, TARGET_RSS_MB, TokenReadReport, writeReport } from './lib/report';
-import { SeededConnection } from '../test/support/seed-connections';
+import { SeededConnection, seedReadQuery } from '../test/support/seed-connections';
 import { readSettings, Settings } from './lib/settings';
 import { sweepMarkdown, writeSweepReport } from './lib/sweep-report';
 
@@ -98,7 +98,8 @@ async function main(): Promise<void> {
 }
 
 async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cleanup, startedAt: Date, buildSec: number | undefined, step: Step): Promise<TokenReadReport> {
-  step(`token read: starting the broker and storing ${settings.storedConnections.toLocaleString('en-US')} connections (${settings.seedMode})`);
+  step(`token read: starting the broker and storing ${settings.storedConnections.toLocaleString('en-US')} ${settings.readKind} connections (${settings.seedMode})`);
+  const query = seedReadQuery(settings.readKind);
   const t0 = Date.now();
   const { server: broker, ready } = await startBroker(cleanup, env, { name: 'broker', dist: settings.brokerDist, nodeFlags: settings.brokerNodeFlags });
   // The same build with allow-all grants, measured in the same rounds: what grants cost.
@@ -108,7 +109,7 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
   let seedSec = 0;
   let readySec = 0;
   const [seeded] = await Promise.all([
-    seed(env, settings.storedConnections, settings.seedMode).then((rows) => {
+    seed(env, settings.storedConnections, settings.seedMode, undefined, settings.readKind).then((rows) => {
       seedSec = (Date.now() - t0) / 1000;
       return rows;
     }),
@@ -119,25 +120,25 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
   ]);
   step(`broker ready after ${readySec.toFixed(1)}s; connections stored after ${seedSec.toFixed(1)}s`);
 
-  const template = await verifyReads(broker.target, seeded);
+  const template = await verifyReads(broker.target, seeded, query);
   const afterBootMb = memoryOf(broker.child.pid)?.rssMb;
   const raw = await startRawServer(cleanup, env, template, seeded[0].account);
 
   step(`reading ${settings.sampleAccounts.toLocaleString('en-US')} different accounts once`);
-  await readAll(broker.target, shuffled(seeded).slice(0, settings.sampleAccounts), settings.connections);
+  await readAll(broker.target, shuffled(seeded).slice(0, settings.sampleAccounts), settings.connections, query);
   const afterSampleMb = memoryOf(broker.child.pid)?.rssMb;
   // The hot set is read once more so every measured read is a cache hit.
   const hot = shuffled(seeded).slice(0, settings.hotAccounts);
-  await readAll(broker.target, hot, settings.connections);
+  await readAll(broker.target, hot, settings.connections, query);
   if (without) {
-    await verifyReads(without.server.target, seeded);
-    await readAll(without.server.target, hot, settings.connections);
+    await verifyReads(without.server.target, seeded, query);
+    await readAll(without.server.target, hot, settings.connections, query);
   }
   if (settings.hold) await holdForProfiling(cleanup, env, broker, raw, hot);
 
   const slices = sliceAccounts(hot, settings.connections);
   const load = (server: RunningServer, durationSec: number): Promise<LoadResult> =>
-    runLoad(server.target, { connections: settings.connections, durationSec, accountSlices: slices, serverPid: server.child.pid, databasePid: env.database.pid() });
+    runLoad(server.target, { connections: settings.connections, durationSec, accountSlices: slices, serverPid: server.child.pid, databasePid: env.database.pid(), query });
   if (settings.warmupSec > 0) {
     step(`warming up (${settings.warmupSec}s each)`);
     await load(raw, settings.warmupSec);
@@ -175,6 +176,7 @@ async function benchmark(settings: Settings, env: BenchEnvironment, cleanup: Cle
       warmupSec: settings.warmupSec,
       rounds: settings.rounds,
       seedMode: settings.seedMode,
+      readKind: settings.readKind,
       database: env.database.kind,
       broker: [...settings.brokerNodeFlags, settings.brokerDist.slice(ROOT.length + 1) || settings.brokerDist].join(' '),
       responseBytes: Buffer.byteLength(template),

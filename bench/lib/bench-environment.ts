@@ -13,7 +13,7 @@ import { BenchDatabase, migrate, openBenchDatabase } from './bench-database';
 import { ChildServer, spawnChild, waitForOk } from '../../test/support/child-process';
 import { Cleanup } from './cleanup';
 import { LoadTarget } from './load';
-import { SeededConnection, seedConnections, SeedMode, SeedOptions } from '../../test/support/seed-connections';
+import { SeededConnection, seedConnections, SeedKind, SeedMode, SeedOptions } from '../../test/support/seed-connections';
 
 export const ROOT = resolve(__dirname, '..', '..');
 
@@ -28,7 +28,7 @@ export interface RunningServer {
  * Copper for any account, so every read it makes passes a prefix match; two more keys have grants
  * of their own. WITHOUT_GRANTS says allow-all explicitly, for the same run without them.
  */
-export const BENCH_GRANTS = 'bench=copyai/bench-user-*,bench=copper/*,reporting=*/*,billing=copernica/acme-*,billing=copyai/acme-*';
+export const BENCH_GRANTS = 'bench=copyai/bench-user-*,bench=copernica/bench-user-*,bench=copper/*,reporting=*/*,billing=copernica/acme-*,billing=copyai/acme-*';
 export const WITHOUT_GRANTS = '*=*/*';
 
 export interface BenchEnvironment {
@@ -56,8 +56,14 @@ export async function openEnvironment(cleanup: Cleanup, databaseUrl: string | un
 }
 
 /** N Copy.ai connections; by default with tokens valid for 6 h, so no read during a run needs a refresh. */
-export function seed(env: BenchEnvironment, count: number, mode: SeedMode, tokenLifetimeSec: SeedOptions['tokenLifetimeSec'] = 6 * 3600): Promise<SeededConnection[]> {
-  return seedConnections({ url: env.database.url, keyRingSpec: env.keyRingSpec, count, sandbox: env.sandbox, mode, tokenLifetimeSec });
+export function seed(
+  env: BenchEnvironment,
+  count: number,
+  mode: SeedMode,
+  tokenLifetimeSec: SeedOptions['tokenLifetimeSec'] = 6 * 3600,
+  kind: SeedKind = 'oauth',
+): Promise<SeededConnection[]> {
+  return seedConnections({ url: env.database.url, keyRingSpec: env.keyRingSpec, count, sandbox: env.sandbox, mode, tokenLifetimeSec, kind });
 }
 
 /** The path of the broker entry point inside a compiled tree. */
@@ -125,10 +131,10 @@ export async function startRawServer(cleanup: Cleanup, env: BenchEnvironment, te
 }
 
 /** Reads a few accounts through the broker, checks each answer carries the token that was stored, and returns one answer. */
-export async function verifyReads(target: LoadTarget, seeded: SeededConnection[]): Promise<string> {
+export async function verifyReads(target: LoadTarget, seeded: SeededConnection[], query = ''): Promise<string> {
   let template = '';
   for (const connection of [seeded[0], ...shuffled(seeded).slice(0, 20)]) {
-    const response = await fetch(`${target.url}/tokens/${encodeURIComponent(connection.account)}`, { headers: target.headers });
+    const response = await fetch(`${target.url}/tokens/${encodeURIComponent(connection.account)}${query}`, { headers: target.headers });
     const text = await response.text();
     if (response.status !== 200) throw new Error(`${target.name}: GET /tokens/${connection.account} answered ${response.status}: ${text.slice(0, 300)}`);
     const body = JSON.parse(text) as { account?: string; accessToken?: string };
@@ -141,12 +147,12 @@ export async function verifyReads(target: LoadTarget, seeded: SeededConnection[]
 }
 
 /** Reads every given account once, `concurrency` at a time (so each is cached); any non-200 fails. */
-export async function readAll(target: LoadTarget, connections: readonly SeededConnection[], concurrency: number): Promise<void> {
+export async function readAll(target: LoadTarget, connections: readonly SeededConnection[], concurrency: number, query = ''): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < connections.length) {
       const { account } = connections[next++];
-      const response = await fetch(`${target.url}/tokens/${encodeURIComponent(account)}`, { headers: target.headers });
+      const response = await fetch(`${target.url}/tokens/${encodeURIComponent(account)}${query}`, { headers: target.headers });
       const text = await response.text();
       if (response.status !== 200) throw new Error(`${target.name}: GET /tokens/${account} answered ${response.status}: ${text.slice(0, 300)}`);
     }

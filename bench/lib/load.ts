@@ -72,6 +72,8 @@ export interface LoadOptions {
   serverPid?: number;
   /** Measure the CPU of this process tree (the embedded postmaster) during the run. */
   databasePid?: number;
+  /** Appended to every request path (`?provider=copernica&api=v4` for the v4 reads); empty by default. */
+  query?: string;
 }
 
 export async function runLoad(target: LoadTarget, options: LoadOptions): Promise<LoadResult> {
@@ -91,7 +93,7 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
         duration: options.durationSec,
         headers: target.headers,
         timeout: 10,
-        setupClient: (client) => client.setRequests(requestsFor(options.accountSlices[clients++ % options.accountSlices.length])),
+        setupClient: (client) => client.setRequests(requestsFor(options.accountSlices[clients++ % options.accountSlices.length], options.query ?? '')),
       },
       (error, outcome) => (error ? reject(error) : resolve(outcome)),
     );
@@ -137,8 +139,8 @@ export async function runLoad(target: LoadTarget, options: LoadOptions): Promise
   };
 }
 
-function requestsFor(accounts: readonly string[]): AutocannonRequest[] {
-  return accounts.map((account) => ({ method: 'GET', path: `/tokens/${encodeURIComponent(account)}` }));
+function requestsFor(accounts: readonly string[], query: string): AutocannonRequest[] {
+  return accounts.map((account) => ({ method: 'GET', path: `/tokens/${encodeURIComponent(account)}${query}` }));
 }
 
 function percentile(sorted: Float64Array, q: number): number {

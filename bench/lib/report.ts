@@ -36,6 +36,8 @@ export interface TokenReadReport {
     warmupSec: number;
     rounds: number;
     seedMode: string;
+    /** What the read connections held (BENCH_READ_KIND); absent in records from before it existed: oauth. */
+    readKind?: string;
     database: 'embedded' | 'external';
     broker: string;
     responseBytes: number;
@@ -104,7 +106,7 @@ export function markdownTable(report: TokenReadReport): string {
   // The comparison column, when the run measured the same build without grants.
   const cell = (value: string): string => (w ? ` ${value} |` : '');
   const lines = [
-    `Token read benchmark (\`npm run bench\`), ${report.startedAt}: \`GET /tokens/:account\` (valid cached Copy.ai token),`,
+    `Token read benchmark (\`npm run bench\`), ${report.startedAt}: \`GET /tokens/:account${readKindQuery(report.settings.readKind)}\` (${readKindLabel(report.settings.readKind)}),`,
     `${s.connections} connections, ${s.rounds} rounds of ${s.durationSec} s (medians), ${s.storedConnections.toLocaleString('en-US')} stored connections,`,
     `${s.hotAccounts.toLocaleString('en-US')} accounts read; ${machine.nproc} cores (${machine.cpu}), Node ${machine.node}.`,
     `The broker runs with service grants (\`${BENCH_GRANTS}\`) and the read audit on${w ? '; beside it, the same build with `SERVICE_GRANTS=*=*/*` (allow-all) measured in the same rounds' : ''}.`,
@@ -176,4 +178,15 @@ export function replaceReadmeBlock(readmePath: string, table: string, block: 'to
   if (start === -1 || end === -1) return false;
   writeFileSync(readmePath, `${text.slice(0, start + startMarker.length)}\n${table}${text.slice(end)}`);
   return true;
+}
+
+/** What a read of the run's kind asks (BENCH_READ_KIND): v4 reads carry their query. */
+function readKindQuery(kind: string | undefined): string {
+  return kind === 'v4' ? '?provider=copernica&api=v4' : '';
+}
+
+function readKindLabel(kind: string | undefined): string {
+  if (kind === 'api_key') return 'valid cached Copy.ai API key';
+  if (kind === 'v4') return 'valid cached Copernica REST v4 JWT';
+  return 'valid cached Copy.ai token';
 }

@@ -2,7 +2,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ROOT } from './bench-environment';
-import { SeedMode } from '../../test/support/seed-connections';
+import { SeedKind, SeedMode } from '../../test/support/seed-connections';
 
 /** The refresh sweep phase (bench/lib/refresh-sweep.ts). */
 export interface SweepSettings {
@@ -40,6 +40,8 @@ export interface Settings {
   warmupSec: number;
   rounds: number;
   seedMode: SeedMode;
+  /** What the read phase's connections hold (BENCH_READ_KIND): oauth (Copy.ai tokens), api_key (Copy.ai keys) or v4 (Copernica REST v4 JWTs, read with api=v4). */
+  readKind: SeedKind;
   databaseUrl?: string;
   build: boolean;
   brokerDist: string;
@@ -65,6 +67,9 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
   const storedConnections = int('BENCH_CONNECTIONS', 10_000, 1, 1_000_000);
   const seedMode = (env.BENCH_SEED ?? 'bulk') as SeedMode;
   if (!['bulk', 'repository'].includes(seedMode)) problems.push(`BENCH_SEED must be bulk or repository (got "${seedMode}")`);
+  const readKind = (env.BENCH_READ_KIND ?? 'oauth') as SeedKind;
+  if (!['oauth', 'api_key', 'v4'].includes(readKind)) problems.push(`BENCH_READ_KIND must be oauth, api_key or v4 (got "${readKind}")`);
+  if (readKind !== 'oauth' && seedMode !== 'bulk') problems.push('BENCH_READ_KIND other than oauth is seeded in bulk only (BENCH_SEED=bulk)');
   const only = env.BENCH_ONLY ?? '';
   if (!['', 'read', 'sweep'].includes(only)) problems.push(`BENCH_ONLY must be read or sweep (got "${only}")`);
   const lifetimeMinSec = int('BENCH_SWEEP_TOKEN_LIFETIME_MIN_SEC', 300, 60, 86_400);
@@ -89,6 +94,7 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
     warmupSec: int('BENCH_WARMUP_SEC', 3, 0, 60),
     rounds: int('BENCH_ROUNDS', 3, 1, 20),
     seedMode,
+    readKind,
     databaseUrl: env.BENCH_DATABASE_URL || undefined,
     build: env.BENCH_SKIP_BUILD !== '1' && !env.BENCH_BROKER_DIST,
     brokerDist: resolve(ROOT, env.BENCH_BROKER_DIST ?? 'dist'),

@@ -11,16 +11,28 @@
  */
 import { Clock } from '@app/common';
 import { ConnectionSealer, PostgresConnectionRepository, SaveConnectedInput } from '@app/connections';
-import { KeyRing, TokenCipher } from '@app/crypto';
+import { KeyRing, SealContexts, TokenCipher } from '@app/crypto';
 import { dataSourceOptions } from '@app/database';
 import { readTokenResponse } from '@app/providers';
 import { issuedTokenSet, RefreshPlanner } from '@app/refresh';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import type { ProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 
 export type SeedMode = 'bulk' | 'repository';
+
+/**
+ * What each seeded connection holds, i.e. what a read of it serves: a Copy.ai OAuth token
+ * (`oauth`), a Copy.ai API key (`api_key`), or a Copernica OAuth token with a REST v4 JWT already
+ * minted (`v4`, read with ?provider=copernica&api=v4). The last two are written in bulk only.
+ */
+export type SeedKind = 'oauth' | 'api_key' | 'v4';
+
+/** The query a read of a seeded connection of `kind` carries. */
+export function seedReadQuery(kind: SeedKind): string {
+  return kind === 'v4' ? '?provider=copernica&api=v4' : '';
+}
 
 export interface SeedOptions {
   url: string;
@@ -33,10 +45,19 @@ export interface SeedOptions {
    * refresh; for the sweep a range (each row gets a uniformly random lifetime within it).
    */
   tokenLifetimeSec: number | { minSec: number; maxSec: number };
+  /** Default `oauth`. */
+  kind?: SeedKind;
+}
+
+/** What a bulk row holds beside its tokens, for the kinds that are not plain OAuth. */
+interface SeedExtras {
+  apiKey?: string;
+  derived?: { token: string; expiresAt: Date; refreshAt: Date | null };
 }
 
 export interface SeededConnection {
   account: string;
+  /** What a read of the connection answers as accessToken: the access token, the API key, or the v4 JWT. */
   accessToken: string;
   refreshToken: string | null;
 }
@@ -56,24 +77,49 @@ export async function seedConnections(options: SeedOptions): Promise<SeededConne
   const now = clock.now();
 
   // What ConnectService.handleCallback builds from a token response (see libs/connect).
+  const kind = options.kind ?? 'oauth';
+  const provider = kind === 'v4' ? 'copernica' : PROVIDER;
   const inputs: SaveConnectedInput[] = [];
+  const extras: SeedExtras[] = [];
   const lifetime = options.tokenLifetimeSec;
   const lifetimeSec = (): number => (typeof lifetime === 'number' ? lifetime : lifetime.minSec + Math.floor(Math.random() * (lifetime.maxSec - lifetime.minSec + 1)));
   for (let i = 0; i < options.count; i++) {
-    const issued = readTokenResponse(PROVIDER, options.sandbox.issueTokens(PROVIDER, { expiresInSec: lifetimeSec() }));
+    if (kind === 'api_key') {
+      const apiKey = `cai_key_${randomBytes(24).toString('base64url')}`;
+      inputs.push({ account: benchAccount(i), provider, tokens: { accessToken: apiKey, tokenType: 'api_key', expiresAt: null }, identity: null, nextRefreshAt: null });
+      extras.push({ apiKey });
+      continue;
+    }
+    const issued = readTokenResponse(provider, options.sandbox.issueTokens(provider, { expiresInSec: lifetimeSec() }));
     const tokens = issuedTokenSet(issued, now);
     inputs.push({
       account: benchAccount(i),
-      provider: PROVIDER,
+      provider,
       tokens,
       identity: null,
       nextRefreshAt: planner.nextRefreshAt(tokens.expiresAt, issued.refreshToken !== null, now),
     });
+    // A JWT as Copernica's authentication service answers it, valid 24 h (the broker only reads its exp).
+    const expiresAt = new Date(now.getTime() + 86_400_000);
+    extras.push(kind === 'v4' ? { derived: { token: fakeJwt(expiresAt), expiresAt, refreshAt: planner.nextRefreshAt(expiresAt, true, now) } } : {});
   }
 
-  if (options.mode === 'repository') await saveThroughRepository(options.url, cipher, clock, inputs);
-  else await insertInBulk(options.url, cipher, now, inputs);
-  return inputs.map((input) => ({ account: input.account, accessToken: input.tokens.accessToken, refreshToken: input.tokens.refreshToken ?? null }));
+  if (options.mode === 'repository') {
+    if (kind !== 'oauth') throw new Error(`seeding ${kind} connections is done in bulk only`);
+    await saveThroughRepository(options.url, cipher, clock, inputs);
+  } else {
+    await insertInBulk(options.url, cipher, now, inputs, extras);
+  }
+  return inputs.map((input, i) => ({
+    account: input.account,
+    accessToken: extras[i].derived?.token ?? input.tokens.accessToken,
+    refreshToken: input.tokens.refreshToken ?? null,
+  }));
+}
+
+function fakeJwt(expiresAt: Date): string {
+  const part = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: 'bench', exp: Math.floor(expiresAt.getTime() / 1000) })}.${randomBytes(32).toString('base64url')}`;
 }
 
 async function saveThroughRepository(url: string, cipher: TokenCipher, clock: Clock, inputs: SaveConnectedInput[]): Promise<void> {
@@ -97,7 +143,7 @@ async function saveThroughRepository(url: string, cipher: TokenCipher, clock: Cl
  * row id, timestamps, version + 1, errors/lease cleared). Checked column by column against
  * BENCH_SEED=repository: identical but for ids, token values and timestamps.
  */
-async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs: SaveConnectedInput[]): Promise<void> {
+async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs: SaveConnectedInput[], extras: SeedExtras[]): Promise<void> {
   const client = new Client({ connectionString: url, application_name: 'token-broker-bench-seed' });
   await client.connect();
   try {
@@ -109,7 +155,7 @@ async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs:
         id: [] as string[],
         account: [] as string[],
         provider: [] as string[],
-        access: [] as string[],
+        access: [] as Array<string | null>,
         refresh: [] as Array<string | null>,
         tokenType: [] as Array<string | null>,
         scope: [] as Array<string | null>,
@@ -117,13 +163,24 @@ async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs:
         refreshExpiresAt: [] as Array<string | null>,
         identity: [] as Array<string | null>,
         nextRefreshAt: [] as Array<string | null>,
+        authMode: [] as string[],
+        credential: [] as Array<string | null>,
+        derived: [] as Array<string | null>,
+        derivedExpiresAt: [] as Array<string | null>,
+        derivedRefreshAt: [] as Array<string | null>,
       };
-      for (const input of batch) {
+      for (const [offset, input] of batch.entries()) {
         const id = randomUUID();
+        const extra = extras[start + offset];
         columns.id.push(id);
         columns.account.push(input.account);
         columns.provider.push(input.provider);
-        columns.access.push(cipher.seal(input.tokens.accessToken, { connectionId: id, field: 'access_token' }));
+        columns.authMode.push(extra.apiKey ? 'api_key' : 'oauth2');
+        columns.credential.push(extra.apiKey ? cipher.seal(extra.apiKey, SealContexts.staticCredential(id)) : null);
+        columns.derived.push(extra.derived ? cipher.seal(extra.derived.token, SealContexts.derivedToken(id)) : null);
+        columns.derivedExpiresAt.push(extra.derived?.expiresAt.toISOString() ?? null);
+        columns.derivedRefreshAt.push(extra.derived?.refreshAt?.toISOString() ?? null);
+        columns.access.push(extra.apiKey ? null : cipher.seal(input.tokens.accessToken, { connectionId: id, field: 'access_token' }));
         columns.refresh.push(input.tokens.refreshToken ? cipher.seal(input.tokens.refreshToken, { connectionId: id, field: 'refresh_token' }) : null);
         columns.tokenType.push(input.tokens.tokenType ?? null);
         columns.scope.push(input.tokens.scope ?? null);
@@ -136,14 +193,18 @@ async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs:
         `INSERT INTO connections (id, account, provider, status, access_token_sealed, refresh_token_sealed,
            token_type, scope, expires_at, refresh_token_expires_at, identity, created_at, updated_at, connected_at,
            last_refreshed_at, last_error_code, last_error_message, last_error_at, version, next_refresh_at,
-           refresh_failures, lease_owner, lease_expires_at)
+           refresh_failures, lease_owner, lease_expires_at,
+           auth_mode, credential_sealed, derived_token_sealed, derived_expires_at, derived_refresh_at)
          SELECT u.id, u.account, u.provider, 'active', u.access, u.refresh,
            u.token_type, u.scope, u.expires_at, u.refresh_expires_at, u.identity, $12, $12, $12,
            NULL, NULL, NULL, NULL, 2, u.next_refresh_at,
-           0, NULL, NULL
+           0, NULL, NULL,
+           u.auth_mode, u.credential, u.derived, u.derived_expires_at, u.derived_refresh_at
          FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[], $5::text[], $6::varchar[],
-           $7::text[], $8::timestamptz[], $9::timestamptz[], $10::jsonb[], $11::timestamptz[])
-           AS u(id, account, provider, access, refresh, token_type, scope, expires_at, refresh_expires_at, identity, next_refresh_at)`,
+           $7::text[], $8::timestamptz[], $9::timestamptz[], $10::jsonb[], $11::timestamptz[],
+           $13::varchar[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[])
+           AS u(id, account, provider, access, refresh, token_type, scope, expires_at, refresh_expires_at, identity, next_refresh_at,
+             auth_mode, credential, derived, derived_expires_at, derived_refresh_at)`,
         [
           columns.id,
           columns.account,
@@ -157,6 +218,11 @@ async function insertInBulk(url: string, cipher: TokenCipher, now: Date, inputs:
           columns.identity,
           columns.nextRefreshAt,
           now.toISOString(),
+          columns.authMode,
+          columns.credential,
+          columns.derived,
+          columns.derivedExpiresAt,
+          columns.derivedRefreshAt,
         ],
       );
     }
