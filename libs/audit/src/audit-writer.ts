@@ -2,10 +2,10 @@ import { describeDatabaseError, isDatabaseUnavailable } from '@app/database';
 import { AuditLog, AuditRecord, AuditSink, Metrics } from '@app/observability';
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { AuditRepository } from './audit.repository';
-import { TokenReadAudit } from './token-read-audit';
+import { ReadDrain, TokenReadAudit } from './token-read-audit';
 
 /** How often pending records are written: with the statement's own time, a record is durable within 5 s. */
-export const AUDIT_FLUSH_INTERVAL_MS = 2_000;
+export const AUDIT_FLUSH_INTERVAL_MS = 3_000;
 /** Records per INSERT statement. */
 export const AUDIT_BATCH_SIZE = 2_000;
 /** Records kept in memory at most while they cannot be written; beyond, new ones are dropped (counted, warned about). */
@@ -87,22 +87,31 @@ export class AuditWriter implements AuditSink, OnModuleInit, OnApplicationShutdo
   }
 
   private async writePending(): Promise<void> {
-    const drained = this.tokenReads.drain();
+    const drain = this.tokenReads.drain();
     // Reads the counter had no room for: each is a record's worth of what happened.
-    if (drained.dropped > 0) this.drop(drained.dropped, drained.dropped);
-    // A drain's rows are distinct (one per minute and key); only rows kept from a failed flush need merging with them.
-    let reads = drained.records;
+    if (drain.dropped > 0) this.drop(drain.dropped, drain.dropped);
+    // Read rows are taken from the counter a batch at a time, so only one batch of them exists at
+    // once. A drain's rows are distinct (one per minute and key); rows kept from a failed flush
+    // must merge with them first, or one statement would name a row twice.
+    let takeReads = (max: number): AuditRecord[] => drain.next(max);
     if (this.reads.size > 0) {
-      for (const record of reads) this.addRead(record);
-      reads = [...this.reads.values()];
+      this.keepRest(drain);
+      const kept = [...this.reads.values()];
       this.reads.clear();
+      let next = 0;
+      this.flushingReads = kept.length;
+      takeReads = (max) => {
+        const batch = kept.slice(next, next + max);
+        next += batch.length;
+        this.flushingReads = kept.length - next;
+        return batch;
+      };
     }
-    let next = 0;
-    this.flushingReads = reads.length;
-    while (this.events.length > 0 || next < reads.length) {
+    for (;;) {
       const events = this.events.splice(0, AUDIT_BATCH_SIZE);
-      const batch = events.length === 0 ? reads.slice(next, next + AUDIT_BATCH_SIZE) : events.concat(reads.slice(next, next + AUDIT_BATCH_SIZE - events.length));
-      const readsInBatch = batch.length - events.length;
+      const reads = takeReads(AUDIT_BATCH_SIZE - events.length);
+      if (events.length + reads.length === 0) break;
+      const batch = reads.length === 0 ? events : events.concat(reads);
       // In memory until written: counted as waiting, and back in the buffer if the write fails.
       this.flushingEvents = events.length;
       try {
@@ -112,14 +121,12 @@ export class AuditWriter implements AuditSink, OnModuleInit, OnApplicationShutdo
         if (!isDatabaseUnavailable(error)) {
           // Not an outage: the same batch would fail again and hold up every record behind it.
           this.logger.error({ err: error }, `could not write ${batch.length} audit record(s); they are dropped`);
-          this.drop(batch.length, countReads(batch.slice(events.length)));
-          next += readsInBatch;
-          this.flushingReads = reads.length - next;
+          this.drop(batch.length, countReads(reads));
           continue;
         }
         this.events = events.concat(this.events);
-        this.flushingReads = 0;
-        for (let i = next; i < reads.length; i++) this.addRead(reads[i]);
+        for (const read of reads) this.addRead(read);
+        for (let rest = takeReads(AUDIT_BATCH_SIZE); rest.length > 0; rest = takeReads(AUDIT_BATCH_SIZE)) for (const read of rest) this.addRead(read);
         if (!this.failing) {
           this.failing = true;
           this.logger.warn(`could not write ${batch.length} audit record(s); ${this.buffered()} kept in memory and retried: ${describeDatabaseError(error)}`);
@@ -127,8 +134,6 @@ export class AuditWriter implements AuditSink, OnModuleInit, OnApplicationShutdo
         break;
       }
       this.flushingEvents = 0;
-      next += readsInBatch;
-      this.flushingReads = reads.length - next;
       this.metrics.auditRecordsWritten.inc(batch.length);
       if (this.failing) {
         this.failing = false;
@@ -138,6 +143,11 @@ export class AuditWriter implements AuditSink, OnModuleInit, OnApplicationShutdo
     this.flushingReads = 0;
     this.metrics.auditBuffered.set(this.buffered());
     this.reportDrops();
+  }
+
+  /** Moves what is left of a drain into the kept read rows (merging). */
+  private keepRest(drain: ReadDrain): void {
+    for (let rest = drain.next(AUDIT_BATCH_SIZE); rest.length > 0; rest = drain.next(AUDIT_BATCH_SIZE)) for (const read of rest) this.addRead(read);
   }
 
   /** Adds a read row to the pending ones, merging with the row of the same key (written or not, the table adds them up too). */

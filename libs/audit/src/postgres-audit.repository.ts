@@ -21,8 +21,8 @@ interface AuditRow {
 }
 
 /**
- * Postgres implementation. A batch is one INSERT over unnest'ed arrays (no placeholder per
- * value, whatever the batch size); paging is keyset on (at, id), newest first.
+ * Postgres implementation. A batch is one INSERT of a JSON array of rows (one parameter, whatever
+ * the batch size); paging is keyset on (at, id), newest first.
  */
 @Injectable()
 export class PostgresAuditRepository extends AuditRepository {
@@ -32,23 +32,18 @@ export class PostgresAuditRepository extends AuditRepository {
 
   async insert(records: ReadonlyArray<AuditRecord>): Promise<void> {
     if (records.length === 0) return;
+    // One JSON array of rows as the only parameter: V8 writes it natively, where per-column
+    // arrays cost the driver an escape per element (tens of times slower at a few thousand rows).
+    const rows = JSON.stringify(
+      records.map((r) => [r.at.getTime(), r.actor, r.actorKind, r.action, r.account ?? null, r.provider ?? null, r.outcome, r.count ?? 1, r.requestId ?? null, r.detail ?? null]),
+    );
     await this.dataSource.query(
       `INSERT INTO audit_events (at, actor, actor_kind, action, account, provider, outcome, count, request_id, detail)
-       SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::jsonb[])
+       SELECT to_timestamp((r->>0)::float8 / 1000), r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, (r->>7)::int, r->>8, NULLIF(r->9, 'null'::jsonb)
+       FROM jsonb_array_elements($1::jsonb) AS r
        ON CONFLICT (at, actor, account, provider, outcome) WHERE action = 'token.read'
        DO UPDATE SET count = audit_events.count + EXCLUDED.count`,
-      [
-        records.map((r) => r.at),
-        records.map((r) => r.actor),
-        records.map((r) => r.actorKind),
-        records.map((r) => r.action),
-        records.map((r) => r.account ?? null),
-        records.map((r) => r.provider ?? null),
-        records.map((r) => r.outcome),
-        records.map((r) => r.count ?? 1),
-        records.map((r) => r.requestId ?? null),
-        records.map((r) => (r.detail === undefined ? null : JSON.stringify(r.detail))),
-      ],
+      [rows],
     );
   }
 

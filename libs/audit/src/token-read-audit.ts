@@ -15,12 +15,6 @@ interface ReadCount {
 export const MAX_COUNTED_ACCOUNTS = 50_000;
 const MINUTE_MS = 60_000;
 
-/** What a drain hands on: the counted reads as `token.read` records of their minute. */
-export interface DrainedReads {
-  readonly records: AuditRecord[];
-  /** Reads that could not be counted since the last drain (too many accounts at once). */
-  readonly dropped: number;
-}
 
 /**
  * Token reads for the audit trail, aggregated per minute, service, account, provider and outcome
@@ -69,55 +63,16 @@ export class TokenReadAudit {
     this.counts.set(account, { service, provider, outcome, count: 1, next: first });
   }
 
-  /** The reads counted since the last drain, as records; adds them to the per-service read metric. */
-  drain(): DrainedReads {
-    const records: AuditRecord[] = [];
-    const byService = new Map<string, number>();
-    const emit = (minuteStartMs: number, account: string, cell: ReadCount): void => {
-      records.push({
-        at: new Date(minuteStartMs),
-        action: 'token.read',
-        actor: cell.service,
-        actorKind: 'service',
-        // A refused read's account is whatever the caller sent (up to the path's length limit).
-        account: clipAuditTarget(account),
-        provider: clipAuditTarget(cell.provider),
-        outcome: cell.outcome,
-        count: cell.count,
-      });
-      const key = `${cell.service} ${cell.outcome}`;
-      byService.set(key, (byService.get(key) ?? 0) + cell.count);
-    };
-    for (const minute of this.closed) {
-      for (const [account, first] of minute.counts) {
-        for (let cell: ReadCount | undefined = first; cell !== undefined; cell = cell.next) if (cell.count > 0) emit(minute.minuteStartMs, account, cell);
-      }
-    }
+  /**
+   * Starts handing on the reads counted so far, as `token.read` records a batch at a time (see
+   * ReadDrain): only one batch of records exists at once, however many accounts were read.
+   */
+  drain(): ReadDrain {
+    const closed = this.closed;
     this.closed = [];
-    for (const [account, first] of this.counts) {
-      // Keep the counts read since the last drain (zeroed), drop those that stayed idle.
-      let kept: ReadCount | undefined;
-      let cell: ReadCount | undefined = first;
-      while (cell !== undefined) {
-        const next: ReadCount | undefined = cell.next;
-        if (cell.count > 0) {
-          emit(this.minuteStartMs, account, cell);
-          cell.count = 0;
-          cell.next = kept;
-          kept = cell;
-        }
-        cell = next;
-      }
-      if (kept === undefined) this.counts.delete(account);
-      else if (kept !== first) this.counts.set(account, kept);
-    }
-    for (const [key, count] of byService) {
-      const space = key.indexOf(' ');
-      this.metrics.tokenReadsByService.inc({ service: key.slice(0, space), outcome: key.slice(space + 1) }, count);
-    }
     const dropped = this.dropped;
     this.dropped = 0;
-    return { records, dropped };
+    return new ReadDrain([...closed.map((minute) => ({ ...minute, keep: false })), { minuteStartMs: this.minuteStartMs, counts: this.counts, keep: true }], dropped, this.metrics);
   }
 
   private startMinute(now: number): void {
@@ -130,4 +85,84 @@ export class TokenReadAudit {
 
 function minuteOf(ms: number): number {
   return ms - (ms % MINUTE_MS);
+}
+
+/**
+ * One drain of TokenReadAudit: each `next` hands on up to `max` counts as records and zeroes
+ * them, walking the closed minutes and then the current one, whose counts it keeps (zeroed) while
+ * they were read since the last drain and drops when they stayed idle. Reads counted meanwhile
+ * either land in a count not handed on yet (and go with this drain) or in one already zeroed (and
+ * go with the next): none is lost or handed on twice. Counts go to the per-service read metric as
+ * they are handed on.
+ */
+export class ReadDrain {
+  private index = 0;
+  private entries?: Iterator<[string, ReadCount]>;
+  /** The minute the current records belong to, one Date shared by its rows (records are never changed). */
+  private at = new Date(0);
+  /** Reads handed on by the current `next`, by service and outcome, for the metric. */
+  private readonly counted = new Map<string, Map<string, number>>();
+
+  constructor(
+    private readonly minutes: ReadonlyArray<{ minuteStartMs: number; counts: Map<string, ReadCount>; keep: boolean }>,
+    /** Reads that could not be counted since the last drain (too many accounts at once). */
+    readonly dropped: number,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** Up to `max` records; an empty array once everything is handed on. */
+  next(max: number): AuditRecord[] {
+    const records: AuditRecord[] = [];
+    this.counted.clear();
+    while (records.length < max && this.index < this.minutes.length) {
+      const minute = this.minutes[this.index];
+      if (this.entries === undefined) {
+        this.entries = minute.counts.entries();
+        this.at = new Date(minute.minuteStartMs);
+      }
+      const entry = this.entries.next();
+      if (entry.done) {
+        this.entries = undefined;
+        this.index++;
+        continue;
+      }
+      const [account, first] = entry.value;
+      let kept: ReadCount | undefined;
+      let cell: ReadCount | undefined = first;
+      while (cell !== undefined) {
+        const next: ReadCount | undefined = cell.next;
+        if (cell.count > 0) {
+          records.push(this.record(account, cell));
+          cell.count = 0;
+          cell.next = kept;
+          kept = cell;
+        }
+        cell = next;
+      }
+      if (!minute.keep) continue;
+      if (kept === undefined) minute.counts.delete(account);
+      else if (kept !== first) minute.counts.set(account, kept);
+    }
+    for (const [service, outcomes] of this.counted) {
+      for (const [outcome, count] of outcomes) this.metrics.tokenReadsByService.inc({ service, outcome }, count);
+    }
+    return records;
+  }
+
+  private record(account: string, cell: ReadCount): AuditRecord {
+    let outcomes = this.counted.get(cell.service);
+    if (outcomes === undefined) this.counted.set(cell.service, (outcomes = new Map<string, number>()));
+    outcomes.set(cell.outcome, (outcomes.get(cell.outcome) ?? 0) + cell.count);
+    return {
+      at: this.at,
+      action: 'token.read',
+      actor: cell.service,
+      actorKind: 'service',
+      // A refused read's account is whatever the caller sent (up to the path's length limit).
+      account: clipAuditTarget(account),
+      provider: clipAuditTarget(cell.provider),
+      outcome: cell.outcome,
+      count: cell.count,
+    };
+  }
 }
