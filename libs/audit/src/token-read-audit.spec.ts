@@ -81,6 +81,18 @@ describe('TokenReadAudit', () => {
     expect(counted.get('newcomer')).toBe(1);
   });
 
+  it('keeps the counts of an account read more than once (zeroed, for the next reads), forgets one read once', () => {
+    reads.count('billing', 'hot', 'copyai', 'served');
+    reads.count('billing', 'hot', 'copyai', 'served');
+    reads.count('billing', 'cold', 'copyai', 'served');
+    drainAll(reads);
+    const table = (reads as unknown as { counts: Map<string, unknown> }).counts;
+    expect([...table.keys()]).toEqual(['hot']);
+    // Idle through a whole drain: forgotten too.
+    drainAll(reads);
+    expect(table.size).toBe(0);
+  });
+
   it('starts a new record when the minute changes, and hands on the closed minute too', () => {
     reads.count('billing', 'acme', 'copyai', 'served');
     clock.set(Date.UTC(2026, 5, 1, 12, 1, 0));
@@ -100,8 +112,7 @@ describe('TokenReadAudit', () => {
     expect(drained.records).toHaveLength(MAX_COUNTED_ACCOUNTS);
     expect(drained.dropped).toBe(1);
     expect(drained.records.find((r) => r.account === 'acct-0')?.count).toBe(2);
-    // Accounts read since the last drain keep their place until a drain finds them idle.
-    expect(drainAll(reads)).toEqual({ records: [], dropped: 0 });
+    // Accounts read once are forgotten at the drain: there is room again.
     reads.count('billing', 'one-too-many', 'copyai', 'served');
     expect(drainAll(reads)).toEqual({ records: [expect.objectContaining({ account: 'one-too-many', count: 1 })], dropped: 0 });
   });

@@ -23,10 +23,10 @@ const MINUTE_MS = 60_000;
  *
  * Counting is on the hot path of every GET /tokens, so it builds no string and makes no promise:
  * one map lookup by account and a walk of that account's few counts, compared by identity on
- * strings from small sets (the caller's key name, a registry provider id, an outcome code). An
- * account's counts stay allocated while it is read (a drain zeroes them, the next drain drops
- * those still at zero), so a steady read rate allocates nothing here; a new minute starts an
- * empty table. At most MAX_COUNTED_ACCOUNTS accounts are counted between drains.
+ * strings from small sets (the caller's key name, a registry provider id, an outcome code). The
+ * counts of an account read again and again stay allocated (a drain zeroes them), so a steady
+ * read rate allocates nothing here; an account read once is forgotten at the drain; a new minute
+ * starts an empty table. At most MAX_COUNTED_ACCOUNTS accounts are counted at once.
  */
 @Injectable()
 export class TokenReadAudit {
@@ -89,8 +89,9 @@ function minuteOf(ms: number): number {
 
 /**
  * One drain of TokenReadAudit: each `next` hands on up to `max` counts as records and zeroes
- * them, walking the closed minutes and then the current one, whose counts it keeps (zeroed) while
- * they were read since the last drain and drops when they stayed idle. Reads counted meanwhile
+ * them, walking the closed minutes and then the current one, whose counts it keeps (zeroed) when
+ * they were read more than once since the last drain and drops otherwise: a sweep over many
+ * accounts read once each holds no count longer than a drain interval. Reads counted meanwhile
  * either land in a count not handed on yet (and go with this drain) or in one already zeroed (and
  * go with the next): none is lost or handed on twice. Counts go to the per-service read metric as
  * they are handed on.
@@ -131,12 +132,13 @@ export class ReadDrain {
       let cell: ReadCount | undefined = first;
       while (cell !== undefined) {
         const next: ReadCount | undefined = cell.next;
-        if (cell.count > 0) {
-          records.push(this.record(account, cell));
-          cell.count = 0;
+        if (cell.count > 0) records.push(this.record(account, cell));
+        // Kept (zeroed) only when read more than once since the last drain: likely read again soon.
+        if (cell.count > 1) {
           cell.next = kept;
           kept = cell;
         }
+        cell.count = 0;
         cell = next;
       }
       if (!minute.keep) continue;
