@@ -72,6 +72,61 @@ describe('PostgresAuditRepository (real Postgres)', () => {
     ]);
   });
 
+  it('writes single events and token reads of several groups, interleaved, in one statement', async () => {
+    const revoke: AuditRecord = { at: minute(0), action: 'connection.revoke', actor: 'ops', actorKind: 'admin', account: 'acme', provider: 'copyai', outcome: 'revoked', requestId: 'req-2' };
+    // A refused read's account is whatever the caller sent: quotes, backslashes, non-ASCII.
+    const odd = 'we"ird\\ äccount';
+    await repository.insert([
+      read(minute(0), 'billing', 'a-1', 'copyai', 'served', 2),
+      revoke,
+      read(minute(0), 'billing', 'a-2', 'copyai', 'served', 1),
+      read(minute(0), 'crm', 'a-1', 'copyai', 'served', 5),
+      read(minute(0), 'billing', 'a-3', 'copyai', 'served', 4),
+      read(minute(0), 'billing', odd, null, 'invalid_account', 1),
+      read(minute(1), 'billing', 'a-1', 'copyai', 'served', 3),
+    ]);
+    await repository.insert([read(minute(0), 'billing', odd, null, 'invalid_account', 2), read(minute(0), 'billing', 'a-2', 'copyai', 'served', 1)]);
+
+    const { items } = await repository.list({}, null, 50);
+    const rows = items.map(({ at, action, actor, account, provider, outcome, count, requestId }) => ({ at: at.getTime(), action, actor, account, provider, outcome, count, requestId }));
+    expect(rows).toHaveLength(7);
+    const tokenRead = (at: Date, actor: string, account: string, provider: string | null, outcome: string, count: number) =>
+      ({ at: at.getTime(), action: 'token.read', actor, account, provider, outcome, count, requestId: null });
+    expect(rows).toEqual(
+      expect.arrayContaining([
+        { at: minute(0).getTime(), action: 'connection.revoke', actor: 'ops', account: 'acme', provider: 'copyai', outcome: 'revoked', count: 1, requestId: 'req-2' },
+        tokenRead(minute(0), 'billing', 'a-1', 'copyai', 'served', 2),
+        tokenRead(minute(0), 'billing', 'a-2', 'copyai', 'served', 2),
+        tokenRead(minute(0), 'billing', 'a-3', 'copyai', 'served', 4),
+        tokenRead(minute(0), 'crm', 'a-1', 'copyai', 'served', 5),
+        tokenRead(minute(0), 'billing', odd, null, 'invalid_account', 3),
+        tokenRead(minute(1), 'billing', 'a-1', 'copyai', 'served', 3),
+      ]),
+    );
+  });
+
+  it('stores a NUL or a lone surrogate in an account or provider as U+FFFD instead of failing the batch', async () => {
+    // What a caller can send (%00 in the path), and what clipping at 128 characters can leave (half an emoji).
+    const nul = 'ac\u0000me';
+    const clipped = `${'x'.repeat(127)}\ud83d…`;
+    await repository.insert([
+      read(minute(0), 'billing', nul, 'copy\u0000ai', 'invalid_account', 1),
+      read(minute(0), 'billing', clipped, null, 'invalid_account', 1),
+      read(minute(0), 'billing', 'fine-😀', 'copyai', 'served', 1),
+      { at: minute(0), action: 'connection.revoke', actor: 'ops', actorKind: 'admin', account: nul, provider: 'copyai', outcome: 'revoked' },
+    ]);
+    const { items } = await repository.list({}, null, 10);
+    expect(items.map(({ action, account, provider }) => ({ action, account, provider }))).toEqual(
+      expect.arrayContaining([
+        { action: 'token.read', account: 'ac\ufffdme', provider: 'copy\ufffdai' },
+        { action: 'token.read', account: `${'x'.repeat(127)}\ufffd…`, provider: null },
+        { action: 'token.read', account: 'fine-😀', provider: 'copyai' },
+        { action: 'connection.revoke', account: 'ac\ufffdme', provider: 'copyai' },
+      ]),
+    );
+    expect(items).toHaveLength(4);
+  });
+
   it('filters by account, provider, actor, action and time, newest first, and pages through every match once', async () => {
     const records: AuditRecord[] = [];
     for (let i = 0; i < 25; i++) {
