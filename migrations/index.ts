@@ -6,6 +6,7 @@ import { CreateAuditEvents1795460000000 } from './1795460000000-CreateAuditEvent
 import { StaticCredentials1795470000000 } from './1795470000000-StaticCredentials';
 import { DerivedTokens1795470100000 } from './1795470100000-DerivedTokens';
 import { ConnectSessionAuthMode1795470200000 } from './1795470200000-ConnectSessionAuthMode';
+import { CreateLifecycleEvents1795480000000 } from './1795480000000-CreateLifecycleEvents';
 
 /** Every migration, in order. A new migration file is added here too. */
 export const MIGRATIONS: Array<new () => unknown> = [
@@ -17,4 +18,5 @@ export const MIGRATIONS: Array<new () => unknown> = [
   StaticCredentials1795470000000,
   DerivedTokens1795470100000,
   ConnectSessionAuthMode1795470200000,
+  CreateLifecycleEvents1795480000000,
 ];

@@ -26,11 +26,28 @@ export interface ShutdownSettings {
   readonly timeoutMs: number;
 }
 
+/** WEBHOOK_*: where lifecycle events go and how deliveries are retried (see the README, "Lifecycle events"). */
+export interface WebhookSettings {
+  /** WEBHOOK_URLS; empty: events are recorded but sent nowhere. */
+  readonly urls: ReadonlyArray<string>;
+  /**
+   * WEBHOOK_SECRET, `whsec_...` values (several during a rotation: the first signs). Empty when
+   * no URL is set.
+   */
+  readonly secrets: ReadonlyArray<string>;
+  /** The first retry comes after about this long; each next one after twice as long, with jitter. */
+  readonly retryBaseMs: number;
+  /** No retry waits longer than this. */
+  readonly retryMaxMs: number;
+  /** Attempts (the first one included) before a delivery is given up. */
+  readonly maxAttempts: number;
+}
+
 /** The plain values an AppConfig is built from. */
 export type AppConfigValues = Omit<AppConfig, 'isProduction' | 'toJSON' | typeof inspect.custom>;
 
 /** Fields holding a secret (or, for providers and the database URL, an object or URL carrying one). */
-const SECRET_FIELDS: ReadonlyArray<keyof AppConfigValues> = ['databaseUrl', 'tokenEncryptionKeys', 'serviceApiKeys', 'adminApiKeys', 'providers'];
+const SECRET_FIELDS: ReadonlyArray<keyof AppConfigValues> = ['databaseUrl', 'tokenEncryptionKeys', 'serviceApiKeys', 'adminApiKeys', 'providers', 'webhooks'];
 
 /**
  * The broker's configuration, parsed and validated once at boot (see load-config.ts).
@@ -67,6 +84,7 @@ export class AppConfig {
   /** AUDIT_RETENTION_DAYS: audit records older than this are pruned. */
   readonly auditRetentionDays!: number;
   readonly shutdown!: ShutdownSettings;
+  readonly webhooks!: WebhookSettings;
 
   constructor(values: AppConfigValues) {
     Object.assign(this, values);
@@ -100,6 +118,12 @@ export class AppConfig {
       serviceGrants: this.serviceGrants === null ? 'unset: every service key may do everything' : this.serviceGrants.map(formatServiceGrant),
       auditRetentionDays: this.auditRetentionDays,
       shutdown: this.shutdown,
+      webhooks: {
+        urls: this.webhooks.urls.map((url) => new URL(url).origin),
+        retryBaseMs: this.webhooks.retryBaseMs,
+        retryMaxMs: this.webhooks.retryMaxMs,
+        maxAttempts: this.webhooks.maxAttempts,
+      },
     };
   }
 }

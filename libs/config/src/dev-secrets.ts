@@ -5,12 +5,15 @@ import { join } from 'node:path';
 
 /** The secrets a developer machine may have generated for it (never in production). */
 export const GENERATED_SECRET_VARIABLES = ['TOKEN_ENCRYPTION_KEYS', 'SERVICE_API_KEYS', 'ADMIN_API_KEYS'] as const;
-export type GeneratedSecretVariable = (typeof GENERATED_SECRET_VARIABLES)[number];
+/** WEBHOOK_SECRET is generated too, but only when WEBHOOK_URLS is set (no events go out otherwise). */
+export type GeneratedSecretVariable = (typeof GENERATED_SECRET_VARIABLES)[number] | 'WEBHOOK_SECRET';
 
 const GENERATORS: Record<GeneratedSecretVariable, () => string> = {
   TOKEN_ENCRYPTION_KEYS: () => KeyRing.generate('k1'),
   SERVICE_API_KEYS: () => `dev:${randomBytes(24).toString('base64url')}`,
   ADMIN_API_KEYS: () => `admin:${randomBytes(24).toString('base64url')}`,
+  // Standard Webhooks: "whsec_" and the base64 of 24 to 64 random bytes.
+  WEBHOOK_SECRET: () => `whsec_${randomBytes(32).toString('base64')}`,
 };
 
 /**

@@ -5,3 +5,4 @@ export * from './named-secret';
 export * from './secret-files';
 export * from './dev-secrets';
 export * from './service-grants';
+export * from './webhook-settings';

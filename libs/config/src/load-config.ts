@@ -2,7 +2,6 @@ import { parseKeyRingSpec } from '@app/crypto';
 import { ClientAuthMethod, PROVIDER_DEFINITIONS, ProviderApi, ProviderDefinition, ProviderEndpoints, ProviderId, ProviderSettings } from '@app/providers';
 import { plainToInstance } from 'class-transformer';
 import { validateSync } from 'class-validator';
-import { isIPv4 } from 'node:net';
 import { resolve } from 'node:path';
 import { AppConfig } from './app-config';
 import { DevSecretsFile, GENERATED_SECRET_VARIABLES, GeneratedSecretVariable } from './dev-secrets';
@@ -10,6 +9,8 @@ import { EnvironmentVariables } from './environment-variables';
 import { parseNamedSecrets } from './named-secret';
 import { readSecretFiles } from './secret-files';
 import { parseServiceGrants, ServiceGrant } from './service-grants';
+import { HTTPS_IN_PRODUCTION, isPlainHttpBeyondLoopback, readInteger } from './env-values';
+import { readWebhookSettings } from './webhook-settings';
 
 /** Thrown when the environment is unusable; the message lists every problem, one per line. */
 export class ConfigError extends Error {
@@ -80,7 +81,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     problems.push(`PUBLIC_URL: ${HTTPS_IN_PRODUCTION}`);
   }
 
-  const secrets = resolveSecrets(read, production, dataDir, problems, notices);
+  const webhookUrls = read('WEBHOOK_URLS');
+  const secrets = resolveSecrets(read, webhookUrls !== undefined, production, dataDir, problems, notices);
 
   const keyRing = secrets.TOKEN_ENCRYPTION_KEYS;
   if (keyRing !== undefined) {
@@ -132,6 +134,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     timeoutMs: readInteger(read, 'SHUTDOWN_TIMEOUT_MS', 20_000, [1_000, 600_000], problems),
   };
 
+  const webhooks = readWebhookSettings(read, webhookUrls, secrets.WEBHOOK_SECRET, production, problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   const config = new AppConfig({
@@ -154,12 +158,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
     serviceGrants,
     auditRetentionDays,
     shutdown,
+    webhooks,
   });
   return { config, notices };
 }
 
 function resolveSecrets(
   read: (name: string) => string | undefined,
+  webhooksConfigured: boolean,
   production: boolean,
   dataDir: string,
   problems: string[],
@@ -167,7 +173,10 @@ function resolveSecrets(
 ): Partial<Record<GeneratedSecretVariable, string>> {
   const values: Partial<Record<GeneratedSecretVariable, string>> = {};
   const missing: GeneratedSecretVariable[] = [];
-  for (const variable of GENERATED_SECRET_VARIABLES) {
+  const needed: GeneratedSecretVariable[] = [...GENERATED_SECRET_VARIABLES];
+  // Events are recorded either way; a secret is needed only to sign what is sent.
+  if (webhooksConfigured) needed.push('WEBHOOK_SECRET');
+  for (const variable of needed) {
     const value = read(variable);
     if (value !== undefined) values[variable] = value;
     else missing.push(variable);
@@ -184,9 +193,12 @@ function resolveSecrets(
     if (provided.generated.length > 0) {
       notices.push(`Generated ${provided.generated.join(', ')} for development into ${file.path} (mode 0600).`);
     }
-    const callerKeys = missing.filter((v) => v !== 'TOKEN_ENCRYPTION_KEYS');
+    const callerKeys = missing.filter((v) => v === 'SERVICE_API_KEYS' || v === 'ADMIN_API_KEYS');
     if (callerKeys.length > 0) {
       notices.push(`${callerKeys.join(' and ')} for this machine are in ${file.path}; send them as "Authorization: Bearer <secret>".`);
+    }
+    if (missing.includes('WEBHOOK_SECRET')) {
+      notices.push(`WEBHOOK_SECRET for this machine is in ${file.path}; webhook receivers verify signatures with it.`);
     }
     if (missing.includes('TOKEN_ENCRYPTION_KEYS')) {
       notices.push(`TOKEN_ENCRYPTION_KEYS is read from ${file.path}: losing that file makes stored tokens unreadable. Set it explicitly outside development.`);
@@ -375,23 +387,6 @@ function readIssuer(read: (name: string) => string | undefined, name: string, pr
   return null;
 }
 
-const HTTPS_IN_PRODUCTION = 'must be https in production (plain http only for a loopback host: localhost, 127.0.0.0/8, ::1)';
-
-/** An `http:` URL whose host is not this machine: tokens, codes and secrets would cross a network in clear. */
-function isPlainHttpBeyondLoopback(value: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return false;
-  }
-  if (url.protocol !== 'http:') return false;
-  // WHATWG URL keeps IPv6 hosts bracketed and normalises IPv4 shorthand (127.1 → 127.0.0.1).
-  const host = url.hostname.toLowerCase();
-  const loopback = host === 'localhost' || host === '[::1]' || (isIPv4(host) && host.startsWith('127.'));
-  return !loopback;
-}
-
 function isHttpUrl(value: string): boolean {
   try {
     const url = new URL(value);
@@ -401,22 +396,6 @@ function isHttpUrl(value: string): boolean {
   }
 }
 
-function readInteger(
-  read: (name: string) => string | undefined,
-  name: string,
-  fallback: number,
-  [min, max]: [number, number],
-  problems: string[],
-): number {
-  const raw = read(name);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw) || value < min || value > max) {
-    problems.push(`${name}: must be a whole number from ${min} to ${max} (got "${raw}")`);
-    return fallback;
-  }
-  return value;
-}
 
 function readBoolean(read: (name: string) => string | undefined, name: string, fallback: boolean, problems: string[]): boolean {
   const raw = read(name);

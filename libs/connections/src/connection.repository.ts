@@ -1,5 +1,6 @@
 import type { StaticCredential } from '@app/providers';
 import { ConnectionRecord, ProviderIdentity, SealedConnection, TokenSet } from './connection.model';
+import type { RevocationReason } from './lifecycle-events';
 
 export interface SaveConnectedInput {
   account: string;
@@ -31,7 +32,10 @@ export interface SaveStaticCredentialInput {
  * ConnectionSealer opens them; the refresher's reads and writes are ConnectionRefreshRepository's.
  */
 export abstract class ConnectionRepository {
-  /** Creates or replaces the connection for (account, provider) after a successful connect: active, errors cleared. */
+  /**
+   * Creates or replaces the connection for (account, provider) after a successful connect:
+   * active, errors cleared, connection.connected recorded in the same transaction.
+   */
   abstract saveConnected(input: SaveConnectedInput): Promise<ConnectionRecord>;
 
   /**
@@ -51,15 +55,18 @@ export abstract class ConnectionRepository {
   /** Every connection of an account with its sealed values (the read-path cache holds these). */
   abstract findSealedByAccount(account: string): Promise<SealedConnection[]>;
 
-  /** Erases both tokens (or the static credential) and marks the connection revoked. */
-  abstract markRevoked(id: string): Promise<ConnectionRecord | null>;
+  /**
+   * Erases both tokens (or the static credential) and marks the connection revoked, recording
+   * connection.revoked with `reason` in the same statement (unless it was revoked already).
+   */
+  abstract markRevoked(id: string, reason: RevocationReason): Promise<ConnectionRecord | null>;
 
   /**
    * markRevoked, fenced: erases both tokens and marks the connection revoked only if the row
    * still has `expectedVersion` (the tokens the caller revoked at the provider are still the
    * stored ones). Returns null, writing nothing, when the row moved on or is gone.
    */
-  abstract markRevokedIfUnchanged(id: string, expectedVersion: number): Promise<ConnectionRecord | null>;
+  abstract markRevokedIfUnchanged(id: string, expectedVersion: number, reason: RevocationReason): Promise<ConnectionRecord | null>;
 
   /** Batched last-used timestamps (the read path never writes per request). */
   abstract recordUsage(lastUsedById: ReadonlyMap<string, Date>): Promise<void>;

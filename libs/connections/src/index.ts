@@ -10,3 +10,4 @@ export * from './postgres-connection-list.repository';
 export * from './connections.module';
 export * from './key-rotation';
 export * from './key-rotation.repository';
+export * from './lifecycle-events';

@@ -121,7 +121,7 @@ describe('PostgresConnectionRepository (real Postgres)', () => {
 
   it('revoking erases both tokens', async () => {
     const record = await connect('acme', 'a0', 'r0');
-    const revoked = await repository.markRevoked(record.id);
+    const revoked = await repository.markRevoked(record.id, 'connection.revoke');
     expect(revoked).toMatchObject({ status: ConnectionStatus.Revoked, hasRefreshToken: false });
     const [raw] = await dataSource.query(`SELECT access_token_sealed, refresh_token_sealed FROM connections WHERE id = $1`, [record.id]);
     expect(raw).toEqual({ access_token_sealed: null, refresh_token_sealed: null });
@@ -136,13 +136,13 @@ describe('PostgresConnectionRepository (real Postgres)', () => {
       tokens: { accessToken: 'a1', refreshToken: 'r1', expiresAt: null },
       nextRefreshAt: null,
     });
-    expect(await repository.markRevokedIfUnchanged(read.id, read.version)).toBeNull();
+    expect(await repository.markRevokedIfUnchanged(read.id, read.version, 'connection.revoke')).toBeNull();
     expect(await stored.find('acme', 'copyai')).toMatchObject({ status: ConnectionStatus.Active, accessToken: 'a1', refreshToken: 'r1' });
 
-    const revoked = await repository.markRevokedIfUnchanged(read.id, refreshed!.record.version);
+    const revoked = await repository.markRevokedIfUnchanged(read.id, refreshed!.record.version, 'connection.revoke');
     expect(revoked).toMatchObject({ status: ConnectionStatus.Revoked, hasRefreshToken: false, version: refreshed!.record.version + 1 });
-    expect(await repository.markRevokedIfUnchanged('00000000-0000-4000-8000-000000000000', 1)).toBeNull();
-    expect(await repository.markRevoked('00000000-0000-4000-8000-000000000000')).toBeNull();
+    expect(await repository.markRevokedIfUnchanged('00000000-0000-4000-8000-000000000000', 1, 'connection.revoke')).toBeNull();
+    expect(await repository.markRevoked('00000000-0000-4000-8000-000000000000', 'connection.revoke')).toBeNull();
   });
 
   it('records usage in one batch and never moves last_used_at backwards', async () => {

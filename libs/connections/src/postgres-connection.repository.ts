@@ -6,6 +6,7 @@ import { ConnectionRow, firstRecord, firstSealed, RECORD_COLUMNS, SEALED_COLUMNS
 import { ConnectionRecord, SealedConnection } from './connection.model';
 import { ConnectionRepository, SaveConnectedInput, SaveStaticCredentialInput } from './connection.repository';
 import { ConnectionSealer } from './connection.sealer';
+import { closeMisconfiguredStreak, insertConnectionEvent, LifecycleEventType, RevocationReason } from './lifecycle-events';
 
 /** Postgres implementation. Every statement is written out: the fences and locks are the point. */
 @Injectable()
@@ -32,14 +33,19 @@ export class PostgresConnectionRepository extends ConnectionRepository {
       ]);
       const now = this.clock.now();
       const sealed = this.sealer.sealTokens(id, input.tokens);
-      const rows = await manager.query<[ConnectionRow[], number]>(
-        `UPDATE connections SET status = 'active', access_token_sealed = $2, refresh_token_sealed = $3,
-           auth_mode = 'oauth2', credential_sealed = NULL, credential_user_email = NULL, derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
-           token_type = $4, scope = $5, expires_at = $6, refresh_token_expires_at = $7, identity = $8,
-           updated_at = $9, connected_at = $9, last_refreshed_at = NULL, last_error_code = NULL,
-           last_error_message = NULL, last_error_at = NULL, version = version + 1, next_refresh_at = $10,
-           refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
+      // The code exchange worked with the broker's client credentials: any invalid_client streak is over.
+      const rows = await manager.query<ConnectionRow[]>(
+        `WITH c AS (
+           UPDATE connections SET status = 'active', access_token_sealed = $2, refresh_token_sealed = $3,
+             auth_mode = 'oauth2', credential_sealed = NULL, credential_user_email = NULL, derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
+             token_type = $4, scope = $5, expires_at = $6, refresh_token_expires_at = $7, identity = $8,
+             updated_at = $9, connected_at = $9, last_refreshed_at = NULL, last_error_code = NULL,
+             last_error_message = NULL, last_error_at = NULL, version = version + 1, next_refresh_at = $10,
+             refresh_failures = 0, refresh_failing_since = NULL, lease_owner = NULL, lease_expires_at = NULL
+           WHERE id = $1 RETURNING ${RECORD_COLUMNS}),
+         connected_event AS (${insertConnectionEvent(LifecycleEventType.Connected, 'c', 's.auth_mode')}),
+         streak_closed AS (${closeMisconfiguredStreak('(SELECT provider FROM c)')})
+         SELECT * FROM c`,
         [
           id,
           sealed.access,
@@ -53,7 +59,7 @@ export class PostgresConnectionRepository extends ConnectionRepository {
           input.nextRefreshAt,
         ],
       );
-      return toRecord(rows[0][0]);
+      return toRecord(rows[0]);
     });
   }
 
@@ -79,14 +85,17 @@ export class PostgresConnectionRepository extends ConnectionRepository {
         id = inserted[0].id;
       }
       const now = this.clock.now();
-      const [rows] = await manager.query<[ConnectionRow[], number]>(
-        `UPDATE connections SET status = 'active', auth_mode = 'api_key', credential_sealed = $2, credential_user_email = $3,
-           access_token_sealed = NULL, refresh_token_sealed = NULL, derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
-           token_type = 'api_key', scope = NULL, expires_at = $4,
-           refresh_token_expires_at = NULL, identity = $5, updated_at = $6, connected_at = $6, last_refreshed_at = NULL,
-           last_error_code = NULL, last_error_message = NULL, last_error_at = NULL, version = version + 1,
-           next_refresh_at = $4, refresh_failures = 0, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
+      const rows = await manager.query<ConnectionRow[]>(
+        `WITH c AS (
+           UPDATE connections SET status = 'active', auth_mode = 'api_key', credential_sealed = $2, credential_user_email = $3,
+             access_token_sealed = NULL, refresh_token_sealed = NULL, derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
+             token_type = 'api_key', scope = NULL, expires_at = $4,
+             refresh_token_expires_at = NULL, identity = $5, updated_at = $6, connected_at = $6, last_refreshed_at = NULL,
+             last_error_code = NULL, last_error_message = NULL, last_error_at = NULL, version = version + 1,
+             next_refresh_at = $4, refresh_failures = 0, refresh_failing_since = NULL, lease_owner = NULL, lease_expires_at = NULL
+           WHERE id = $1 RETURNING ${RECORD_COLUMNS}),
+         connected_event AS (${insertConnectionEvent(LifecycleEventType.Connected, 'c', 's.auth_mode')})
+         SELECT * FROM c`,
         [
           id,
           this.sealer.sealCredential(id, input.credential.apiKey),
@@ -129,26 +138,30 @@ export class PostgresConnectionRepository extends ConnectionRepository {
     return rows.map(toSealed);
   }
 
-  async markRevoked(id: string): Promise<ConnectionRecord | null> {
-    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
-      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, credential_sealed = NULL,
-         derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
-         expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $2, version = version + 1,
-         next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
-       WHERE id = $1 RETURNING ${RECORD_COLUMNS}`,
-      [id, this.clock.now()],
-    );
-    return firstRecord(rows);
+  async markRevoked(id: string, reason: RevocationReason): Promise<ConnectionRecord | null> {
+    return this.revokeWhere(id, null, reason);
   }
 
-  async markRevokedIfUnchanged(id: string, expectedVersion: number): Promise<ConnectionRecord | null> {
-    const [rows] = await this.dataSource.query<[ConnectionRow[], number]>(
-      `UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, credential_sealed = NULL,
-         derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
-         expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $3, version = version + 1,
-         next_refresh_at = NULL, lease_owner = NULL, lease_expires_at = NULL
-       WHERE id = $1 AND version = $2 RETURNING ${RECORD_COLUMNS}`,
-      [id, expectedVersion, this.clock.now()],
+  async markRevokedIfUnchanged(id: string, expectedVersion: number, reason: RevocationReason): Promise<ConnectionRecord | null> {
+    return this.revokeWhere(id, expectedVersion, reason);
+  }
+
+  /**
+   * Erases the row's secrets and marks it revoked (only at `expectedVersion` unless that is null),
+   * recording connection.revoked unless it was revoked already.
+   */
+  private async revokeWhere(id: string, expectedVersion: number | null, reason: RevocationReason): Promise<ConnectionRecord | null> {
+    const rows: ConnectionRow[] = await this.dataSource.query(
+      `WITH before AS (SELECT status FROM connections WHERE id = $1),
+       c AS (
+         UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, credential_sealed = NULL,
+           derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
+           expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $2, version = version + 1,
+           next_refresh_at = NULL, refresh_failing_since = NULL, lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND ($4::int IS NULL OR version = $4) RETURNING ${RECORD_COLUMNS}),
+       revoked_event AS (${insertConnectionEvent(LifecycleEventType.Revoked, 'c', '$3', "(SELECT status FROM before) <> 'revoked'")})
+       SELECT * FROM c`,
+      [id, this.clock.now(), reason, expectedVersion],
     );
     return firstRecord(rows);
   }

@@ -153,7 +153,7 @@ describe('RefreshEngine with RefreshLeases (real Postgres, stub provider)', () =
 
       const outcome = read(id);
       await held.reached;
-      const revoked = await services.connections.markRevoked(id);
+      const revoked = await services.connections.markRevoked(id, 'connection.revoke');
       held.answer(issuedTokens('a1', { refreshToken: 'r1' }));
 
       expect(await outcome).toEqual({ kind: 'inactive', status: ConnectionStatus.Revoked });
@@ -189,7 +189,7 @@ describe('RefreshEngine with RefreshLeases (real Postgres, stub provider)', () =
 
       const outcome = read(id);
       await held.reached;
-      await services.connections.markRevoked(id);
+      await services.connections.markRevoked(id, 'connection.revoke');
       held.fail('invalid_grant');
 
       expect(await outcome).toEqual({ kind: 'inactive', status: ConnectionStatus.Revoked });

@@ -1,6 +1,6 @@
 import { DomainError } from '@app/common';
 import { AppConfig } from '@app/config';
-import { AuthMode, ConnectionRecord, ConnectionRepository, ConnectionSealer, ConnectionStatus, SealedConnection } from '@app/connections';
+import { AuthMode, ConnectionRecord, ConnectionRepository, ConnectionSealer, ConnectionStatus, RevocationReason, SealedConnection } from '@app/connections';
 import { isProviderId, ProviderClient, providerDefinition, ProviderError, ProviderSettings } from '@app/providers';
 import { ConnectionCache } from '@app/tokens';
 import { Injectable, Logger } from '@nestjs/common';
@@ -54,8 +54,8 @@ export class ConnectionRevoker {
     private readonly cache: ConnectionCache,
   ) {}
 
-  /** null: the connection does not exist (any more). */
-  async revoke(id: string): Promise<RevocationReport | null> {
+  /** null: the connection does not exist (any more). `reason` is the admin action, told to webhook receivers. */
+  async revoke(id: string, reason: RevocationReason): Promise<RevocationReport | null> {
     let last: AtProvider | undefined;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const sealed = await this.connections.findSealedById(id);
@@ -64,12 +64,12 @@ export class ConnectionRevoker {
         return report(sealed.record, last ?? NOTHING_SENT, { alreadyRevoked: true, erasedLocally: false });
       }
       last = await this.revokeAtProvider(sealed);
-      const erased = await this.connections.markRevokedIfUnchanged(id, sealed.record.version);
+      const erased = await this.connections.markRevokedIfUnchanged(id, sealed.record.version, reason);
       if (erased) return this.erased(erased, last);
     }
     // The row kept changing under us: erase whatever it holds now; what was revoked is reported.
     this.logger.warn(`connection ${id} changed during ${MAX_ATTEMPTS} revocation rounds; erasing it regardless`);
-    const erased = await this.connections.markRevoked(id);
+    const erased = await this.connections.markRevoked(id, reason);
     return erased ? this.erased(erased, last ?? NOTHING_SENT) : null;
   }
 

@@ -100,7 +100,7 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
   });
 
   it.each<[string, (record: ConnectionRecord) => Promise<unknown>, string]>([
-    ['revoked', (record) => connections.markRevoked(record.id), 'revoked'],
+    ['revoked', (record) => connections.markRevoked(record.id, 'connection.revoke'), 'revoked'],
     ['reconnected', () => connect('acme', 'a-reconnected'), 'active with a-reconnected'],
     [
       'flagged needs_reauth',
@@ -180,7 +180,7 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
     await firstAnswered;
 
     // ...while the connection is revoked and the cache told so.
-    await connections.markRevoked(id);
+    await connections.markRevoked(id, 'connection.revoke');
     cache.invalidate('acme');
     const late = cache.load('acme', now());
     release();

@@ -131,7 +131,7 @@ describe('TokenService (real Postgres, stub provider)', () => {
 
     it('answers 409 for a revoked connection and for one that needs the user again, without asking the provider', async () => {
       const revoked = await connect('gone', 'copyai');
-      await services.connections.markRevoked(revoked.id);
+      await services.connections.markRevoked(revoked.id, 'connection.revoke');
       const flagged = await connect('stale', 'copyai');
       await services.refreshes.markNeedsReauth(flagged.id, flagged.version, { code: ConnectionErrorCode.InvalidGrant, message: 'refused' });
       const tokens = await startReadPath();

@@ -105,7 +105,7 @@ export class AdminService {
   async revoke(asking: AdminRequest, account: string, query: Record<string, unknown>): Promise<RevokeResponseDto> {
     return this.audited(asking, 'connection.revoke', { account, provider: rawString(query.provider) }, async (draft) => {
       const record = await this.resolve(account, query, draft);
-      const result = await this.revoker.revoke(record.id);
+      const result = await this.revoker.revoke(record.id, 'connection.revoke');
       if (!result) throw notFound(account, record.provider);
       draft.outcome = result.alreadyRevoked ? 'already_revoked' : 'revoked';
       draft.detail = {
@@ -220,7 +220,7 @@ export class AdminService {
         let cursor: string | null = null;
         do {
           const page = await this.listing.list({ provider, status }, cursor, REVOKE_ALL_PAGE);
-          await forEachBounded(page.items, REVOKE_ALL_CONCURRENCY, async (record) => tally(await this.revoker.revoke(record.id)));
+          await forEachBounded(page.items, REVOKE_ALL_CONCURRENCY, async (record) => tally(await this.revoker.revoke(record.id, 'provider.revoke_all')));
           cursor = page.nextCursor;
         } while (cursor);
       }
