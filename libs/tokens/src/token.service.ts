@@ -6,6 +6,7 @@ import { auditSystemRefresh, isBackingOff, RefreshEngine } from '@app/refresh';
 import { Injectable, Optional } from '@nestjs/common';
 import { CachedConnection } from './cached-connection';
 import { ConnectionCache } from './connection-cache';
+import { isoTime } from './iso-time';
 import { UsageRecorder } from './usage-recorder';
 
 export const DEFAULT_MIN_VALIDITY_SEC = 60;
@@ -108,7 +109,7 @@ export class TokenService {
       provider: served.provider,
       accessToken: token,
       tokenType: 'Bearer',
-      expiresAt: new Date(derived.expiresAtMs!).toISOString(),
+      expiresAt: isoTime(derived.expiresAtMs!),
       scope: served.scope,
       apply: { headers: { Authorization: `Bearer ${token}` }, query: {} },
       authMode: served.authMode,
@@ -182,7 +183,7 @@ export class TokenService {
       provider: served.provider,
       accessToken,
       tokenType: served.tokenType,
-      expiresAt: served.expiresAtMs !== null ? new Date(served.expiresAtMs).toISOString() : null,
+      expiresAt: served.expiresAtMs !== null ? isoTime(served.expiresAtMs) : null,
       scope: served.scope,
       apply:
         served.authMode === AuthMode.ApiKey
