@@ -4,7 +4,8 @@ describe('webhookGivenUp (the hook for the webhook deliverer)', () => {
   it('records the last answer as the outcome, system as the actor, and the endpoint without query or credentials', () => {
     expect(
       webhookGivenUp({
-        id: 'msg_1',
+        deliveryId: '41',
+        webhookId: 'msg_1',
         type: 'connection.revoked',
         endpoint: 'https://user:pass@hooks.example.com/broker?token=s3cret',
         account: 'acme',
@@ -19,12 +20,12 @@ describe('webhookGivenUp (the hook for the webhook deliverer)', () => {
       account: 'acme',
       provider: 'copyai',
       outcome: '500',
-      detail: { deliveryId: 'msg_1', type: 'connection.revoked', endpoint: 'https://hooks.example.com/broker', attempts: 17 },
+      detail: { deliveryId: '41', webhookId: 'msg_1', type: 'connection.revoked', endpoint: 'https://hooks.example.com/broker', attempts: 17 },
     });
   });
 
   it('says no_answer when the receiver never answered', () => {
-    const event = webhookGivenUp({ id: 'msg_2', type: 'provider.misconfigured', endpoint: 'not a url', account: null, provider: 'copper', attempts: 3, lastStatus: null });
+    const event = webhookGivenUp({ deliveryId: '42', webhookId: 'msg_2', type: 'provider.misconfigured', endpoint: 'not a url', account: null, provider: 'copper', attempts: 3, lastStatus: null });
     expect(event.outcome).toBe('no_answer');
     expect(event.detail).toMatchObject({ endpoint: '(not a URL)' });
   });

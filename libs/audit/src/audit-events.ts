@@ -1,9 +1,12 @@
+import { urlForDisplay } from '@app/common';
 import type { AuditEvent } from '@app/observability';
 
 /** What the webhook deliverer knows of a delivery it stops retrying. */
 export interface GivenUpDelivery {
+  /** The delivery (GET /admin/webhook-deliveries, POST .../:id/retry). */
+  readonly deliveryId: string;
   /** The `webhook-id` the receiver saw on every attempt. */
-  readonly id: string;
+  readonly webhookId: string;
   /** The event type, e.g. `connection.revoked`. */
   readonly type: string;
   readonly endpoint: string;
@@ -28,15 +31,6 @@ export function webhookGivenUp(delivery: GivenUpDelivery): AuditEvent {
     account: delivery.account,
     provider: delivery.provider,
     outcome: delivery.lastStatus === null ? 'no_answer' : String(delivery.lastStatus),
-    detail: { deliveryId: delivery.id, type: delivery.type, endpoint: endpointOrigin(delivery.endpoint), attempts: delivery.attempts },
+    detail: { deliveryId: delivery.deliveryId, webhookId: delivery.webhookId, type: delivery.type, endpoint: urlForDisplay(delivery.endpoint), attempts: delivery.attempts },
   };
-}
-
-function endpointOrigin(endpoint: string): string {
-  try {
-    const url = new URL(endpoint);
-    return `${url.origin}${url.pathname}`;
-  } catch {
-    return '(not a URL)';
-  }
 }

@@ -1,3 +1,4 @@
 export * from './domain-error';
 export * from './clock';
 export * from './account-id';
+export * from './url-for-display';
