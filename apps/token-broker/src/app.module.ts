@@ -7,6 +7,7 @@ import { CryptoModule } from '@app/crypto';
 import { DatabaseClock, DatabaseModule } from '@app/database';
 import { ObservabilityModule } from '@app/observability';
 import { TokensModule } from '@app/tokens';
+import { WebhooksModule } from '@app/webhooks';
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { ScheduleModule } from '@nestjs/schedule';
 import { RefreshModule } from '@app/refresh';
@@ -63,6 +64,7 @@ export class AppModule {
         TokensModule,
         RefreshModule,
         AdminModule,
+        WebhooksModule,
       ],
       controllers: [ConnectSessionsController, ConnectController, MetricsController],
       providers: [{ provide: APP_FILTER, useClass: ErrorFilter }, BrokerScheduler, TokenReadRoute],

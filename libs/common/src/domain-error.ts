@@ -18,6 +18,10 @@ export enum ErrorCode {
   ProviderNotConfigured = 'provider_not_configured',
   ProviderAmbiguous = 'provider_ambiguous',
   ProviderNotFound = 'provider_not_found',
+  /** No webhook delivery has that id. */
+  DeliveryNotFound = 'delivery_not_found',
+  /** Only a failed (given up) webhook delivery can be retried; a pending one is still being tried. */
+  DeliveryNotFailed = 'delivery_not_failed',
   NeedsReauth = 'needs_reauth',
   Revoked = 'revoked',
   NotRefreshable = 'not_refreshable',

@@ -11,3 +11,4 @@ export * from './connections.module';
 export * from './key-rotation';
 export * from './key-rotation.repository';
 export * from './lifecycle-events';
+export * from './connection.view';

@@ -67,6 +67,32 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly webhookDeliveries = new Counter({
+    name: 'token_broker_webhook_deliveries_total',
+    help: 'Webhook deliveries finished, by event type and result (delivered, given_up)',
+    labelNames: ['type', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly webhookAttempts = new Counter({
+    name: 'token_broker_webhook_attempts_total',
+    help: 'Webhook POSTs by result: delivered (2xx), refused (another status), no_answer (timeout, connection failed)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly webhookPending = new Gauge({
+    name: 'token_broker_webhook_pending_deliveries',
+    help: 'Webhook deliveries not delivered or given up yet, all replicas (sampled on scrape)',
+    registers: [this.registry],
+  });
+
+  readonly webhookOldestPendingAge = new Gauge({
+    name: 'token_broker_webhook_oldest_pending_age_seconds',
+    help: 'How long the oldest pending webhook delivery has waited, all replicas (sampled on scrape); 0 when none waits',
+    registers: [this.registry],
+  });
+
   readonly readinessChanges = new Counter({
     name: 'token_broker_readiness_changes_total',
     help: 'Readiness answers that differ from the one before, by the state changed to (ready, not_ready); a replica that flaps counts up fast',
@@ -85,6 +111,7 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'token_broker_' });
     // Both series exist from the start: increase() misses a counter's first step when its series appears with it.
     for (const to of ['ready', 'not_ready']) this.readinessChanges.inc({ to }, 0);
+    for (const result of ['delivered', 'refused', 'no_answer']) this.webhookAttempts.inc({ result }, 0);
   }
 
   /** Counts one GET /tokens answer. */

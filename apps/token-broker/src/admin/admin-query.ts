@@ -1,8 +1,9 @@
 import type { AuditFilter } from '@app/audit';
 import { ACCOUNT_ID_PATTERN, DomainError, ErrorCode } from '@app/common';
-import { ConnectionFilter, ConnectionStatus } from '@app/connections';
+import { ConnectionFilter, ConnectionStatus, LIFECYCLE_EVENT_TYPES, LifecycleEventType } from '@app/connections';
 import { AUDIT_ACTIONS, AuditAction } from '@app/observability';
 import { isProviderId, ProviderId, unknownProviderMessage } from '@app/providers';
+import { DELIVERY_STATUSES, DeliveryFilter, DeliveryStatus } from '@app/webhooks';
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 200;
@@ -60,6 +61,32 @@ export function parseAuditQuery(query: Record<string, unknown>): AuditQuery {
   const knownProvider = checkProvider(provider, problems);
   return { filter: { account, provider: knownProvider, actor, action: action as AuditAction | undefined, since, until }, cursor, limit };
 }
+
+export interface DeliveryQuery {
+  filter: Omit<DeliveryFilter, 'before'>;
+  /** Deliveries older than this id. */
+  cursor: string | null;
+  limit: number;
+}
+
+/** `GET /admin/webhook-deliveries?status=&type=&account=&cursor=&limit=`; the cursor is a delivery id. */
+export function parseDeliveryQuery(query: Record<string, unknown>): DeliveryQuery {
+  const problems = unexpectedKeys(query, ['status', 'type', 'account', 'cursor', 'limit']);
+  const status = optionalString(query, 'status', problems);
+  const type = optionalString(query, 'type', problems);
+  const account = optionalString(query, 'account', problems);
+  const { cursor, limit } = checkPaging(readPaging(query, problems), problems);
+
+  if (status !== undefined && !DELIVERY_STATUSES.some((known) => known === status)) problems.push(`status must be one of ${DELIVERY_STATUSES.join(', ')}`);
+  if (type !== undefined && !(LIFECYCLE_EVENT_TYPES as ReadonlyArray<string>).includes(type)) problems.push(`type must be one of ${LIFECYCLE_EVENT_TYPES.join(', ')}`);
+  if (account !== undefined && !ACCOUNT_ID_PATTERN.test(account)) problems.push('account must be 1 to 128 characters of letters, digits and . _ : @ -');
+  if (cursor !== null && !DELIVERY_ID.test(cursor) && !problems.some((problem) => problem.startsWith('cursor'))) problems.push('cursor is not one this service issued; start again without it');
+  if (problems.length > 0) throw new DomainError(ErrorCode.ValidationFailed, problems.join('; '));
+  return { filter: { status: status as DeliveryStatus | undefined, type: type as LifecycleEventType | undefined, account }, cursor, limit };
+}
+
+/** A delivery id as routes and cursors carry it: the table's bigint. */
+export const DELIVERY_ID = /^[1-9]\d{0,17}$/;
 
 /** `?provider=` of the single-connection routes: optional, and a known provider id when given. */
 export function parseProviderQuery(query: Record<string, unknown>): ProviderId | undefined {

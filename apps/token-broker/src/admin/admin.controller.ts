@@ -1,12 +1,24 @@
 import { AdminAccess, Caller, CurrentCaller } from '@app/auth';
-import { ConnectionStatus } from '@app/connections';
+import { ConnectionStatus, LIFECYCLE_EVENT_TYPES } from '@app/connections';
 import { AUDIT_ACTIONS } from '@app/observability';
 import { PROVIDER_IDS } from '@app/providers';
+import { DELIVERY_STATUSES } from '@app/webhooks';
 import { Body, Controller, Get, Header, HttpCode, Param, Post, Put, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './admin-query';
-import { AuditPageDto, ConnectionPageDto, ConnectionViewDto, CredentialStoredDto, RefreshResponseDto, RevokeAllResponseDto, RevokeResponseDto, StoreCredentialBodyDto } from './admin.dto';
+import {
+  AuditPageDto,
+  ConnectionPageDto,
+  ConnectionViewDto,
+  CredentialStoredDto,
+  RefreshResponseDto,
+  RevokeAllResponseDto,
+  RevokeResponseDto,
+  StoreCredentialBodyDto,
+  WebhookDeliveryDto,
+  WebhookDeliveryPageDto,
+} from './admin.dto';
 import { AdminRequest, AdminService } from './admin.service';
 
 const PROVIDER_QUERY = {
@@ -133,6 +145,39 @@ export class AdminController {
   @ApiQuery({ name: 'limit', required: false, type: Number, description: `page size, 1-${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})` })
   async audit(@CurrentCaller() caller: Caller, @Req() request: FastifyRequest, @Query() query: Record<string, unknown>): Promise<AuditPageDto> {
     return this.admin.auditRecords(asking(caller, request), query);
+  }
+
+  @Get('webhook-deliveries')
+  @Header('cache-control', 'no-store')
+  @ApiOperation({
+    summary: 'lifecycle events and their delivery to each WEBHOOK_URLS endpoint, newest first',
+    description: 'pending: not delivered yet (retried with backoff); delivered: a 2xx came back; failed: given up after WEBHOOK_MAX_ATTEMPTS. Filters combine.',
+  })
+  @ApiOkResponse({ type: WebhookDeliveryPageDto })
+  @ApiQuery({ name: 'status', required: false, enum: [...DELIVERY_STATUSES] })
+  @ApiQuery({ name: 'type', required: false, enum: [...LIFECYCLE_EVENT_TYPES] })
+  @ApiQuery({ name: 'account', required: false, type: String })
+  @ApiQuery({ name: 'cursor', required: false, type: String, description: 'nextCursor of the previous page' })
+  @ApiQuery({ name: 'limit', required: false, type: Number, description: `page size, 1-${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})` })
+  async webhookDeliveries(@CurrentCaller() caller: Caller, @Req() request: FastifyRequest, @Query() query: Record<string, unknown>): Promise<WebhookDeliveryPageDto> {
+    return this.admin.webhookDeliveries(asking(caller, request), query);
+  }
+
+  @Post('webhook-deliveries/:id/retry')
+  @HttpCode(200)
+  @Header('cache-control', 'no-store')
+  @ApiOperation({
+    summary: 'deliver a failed (given up) event again, with the same webhook-id and a fresh attempt budget',
+    description: '404 delivery_not_found; 409 delivery_not_failed when it is pending or delivered.',
+  })
+  @ApiOkResponse({ type: WebhookDeliveryDto })
+  async retryWebhookDelivery(
+    @CurrentCaller() caller: Caller,
+    @Req() request: FastifyRequest,
+    @Param('id') id: string,
+    @Query() query: Record<string, unknown>,
+  ): Promise<WebhookDeliveryDto> {
+    return this.admin.retryWebhookDelivery(asking(caller, request), id, query);
   }
 
   @Post('providers/:provider/revoke-all')

@@ -1,14 +1,11 @@
-import { AuthMode, ConnectionErrorCode, ConnectionRecord, ConnectionStatus } from '@app/connections';
+import { AuthMode, ConnectionStatus, ConnectionView, LIFECYCLE_EVENT_TYPES, LifecycleEventType } from '@app/connections';
+import { DELIVERY_STATUSES, DeliveryStatus, DeliveryView } from '@app/webhooks';
 import { VERIFICATIONS, Verification } from '@app/credentials';
 import { AUDIT_ACTIONS, AuditAction, AuditActorKind, AuditRecord } from '@app/observability';
 import { PROVIDER_IDS } from '@app/providers';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { TOKEN_REVOCATIONS, TokenRevocation } from '@app/revocation';
 
-/**
- * What the admin API shows of a connection. Built field by field from a ConnectionRecord (which
- * holds no token) rather than spread from it, so a column added later cannot leak here unseen.
- */
 export class ConnectionErrorDto {
   @ApiProperty({ example: 'invalid_grant' }) code!: string;
   @ApiProperty() message!: string;
@@ -22,7 +19,8 @@ export class ConnectionIdentityDto {
   @ApiPropertyOptional() company?: string;
 }
 
-export class ConnectionViewDto {
+/** OpenAPI's description of ConnectionView (built by toConnectionView in @app/connections). */
+export class ConnectionViewDto implements ConnectionView {
   @ApiProperty({ example: 'acme-42' }) account!: string;
   @ApiProperty({ enum: [...PROVIDER_IDS] }) provider!: string;
   @ApiProperty({ enum: ConnectionStatus }) status!: ConnectionStatus;
@@ -107,49 +105,6 @@ export class RevokeAllResponseDto {
   @ApiProperty() message!: string;
 }
 
-/**
- * `nowMs`: an API key past its expiry is shown as needs_reauth (credential_expired) at once,
- * before the sweep has flagged the row, as the token read answers it.
- */
-export function toConnectionView(record: ConnectionRecord, nowMs: number = Date.now()): ConnectionViewDto {
-  const expired = record.authMode === AuthMode.ApiKey && record.status === ConnectionStatus.Active && record.expiresAt !== null && record.expiresAt.getTime() <= nowMs;
-  return {
-    account: record.account,
-    provider: record.provider,
-    status: expired ? ConnectionStatus.NeedsReauth : record.status,
-    authMode: record.authMode,
-    expiresAt: iso(record.expiresAt),
-    refreshTokenExpiresAt: iso(record.refreshTokenExpiresAt),
-    hasRefreshToken: record.hasRefreshToken,
-    scope: record.scope,
-    connectedAt: record.connectedAt.toISOString(),
-    updatedAt: record.updatedAt.toISOString(),
-    lastRefreshedAt: iso(record.lastRefreshedAt),
-    lastUsedAt: iso(record.lastUsedAt),
-    nextRefreshAt: iso(record.nextRefreshAt),
-    refreshFailures: record.refreshFailures,
-    lastError: expired
-      ? { code: ConnectionErrorCode.CredentialExpired, message: `the API key expired at ${record.expiresAt!.toISOString()}`, at: record.expiresAt!.toISOString() }
-      : record.lastError
-        ? { code: record.lastError.code, message: record.lastError.message, at: record.lastError.at.toISOString() }
-        : null,
-    identity: record.identity ? identityView(record.identity) : null,
-  };
-}
-
-function identityView(identity: NonNullable<ConnectionRecord['identity']>): ConnectionIdentityDto {
-  const view: ConnectionIdentityDto = {};
-  for (const key of ['id', 'name', 'email', 'company'] as const) {
-    const value: unknown = identity[key];
-    if (typeof value === 'string' || typeof value === 'number') view[key] = String(value);
-  }
-  return view;
-}
-
-function iso(value: Date | null): string | null {
-  return value ? value.toISOString() : null;
-}
-
 export class AuditItemDto {
   @ApiProperty({ description: 'when it happened; for token.read, the start of its minute' }) at!: string;
   @ApiProperty({ example: 'billing', description: 'the API key\'s name (never its secret), system, end_user or anonymous' }) actor!: string;
@@ -182,4 +137,26 @@ export function toAuditItem(record: AuditRecord): AuditItemDto {
     requestId: record.requestId ?? null,
     detail: record.detail ? { ...record.detail } : null,
   };
+}
+
+export class WebhookDeliveryDto implements DeliveryView {
+  @ApiProperty({ description: 'the delivery (POST /admin/webhook-deliveries/:id/retry)', example: '42' }) id!: string;
+  @ApiProperty({ description: 'the webhook-id header the receiver sees, the same on every attempt' }) webhookId!: string;
+  @ApiProperty({ enum: [...LIFECYCLE_EVENT_TYPES] }) type!: LifecycleEventType;
+  @ApiProperty({ nullable: true, type: String, description: 'null for provider.misconfigured' }) account!: string | null;
+  @ApiProperty() provider!: string;
+  @ApiProperty({ description: 'the receiving endpoint, without query or user info' }) endpoint!: string;
+  @ApiProperty({ enum: [...DELIVERY_STATUSES], description: 'failed: given up after WEBHOOK_MAX_ATTEMPTS' }) status!: DeliveryStatus;
+  @ApiProperty({ description: 'attempts made since it was queued (or last retried by an admin)' }) attempts!: number;
+  @ApiProperty({ description: 'when the change happened' }) occurredAt!: string;
+  @ApiProperty({ nullable: true, type: String }) lastAttemptAt!: string | null;
+  @ApiProperty({ nullable: true, type: String, description: 'pending only: when it is tried next' }) nextAttemptAt!: string | null;
+  @ApiProperty({ nullable: true, type: String }) deliveredAt!: string | null;
+  @ApiProperty({ nullable: true, type: Number, description: "the last answer's HTTP status; null when none came" }) lastStatus!: number | null;
+  @ApiProperty({ nullable: true, type: String, description: 'why the last attempt failed' }) lastError!: string | null;
+}
+
+export class WebhookDeliveryPageDto {
+  @ApiProperty({ type: [WebhookDeliveryDto], description: 'newest first' }) items!: WebhookDeliveryDto[];
+  @ApiProperty({ nullable: true, type: String, description: 'pass as ?cursor= for the next page; null on the last page' }) nextCursor!: string | null;
 }

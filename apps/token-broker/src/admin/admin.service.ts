@@ -2,16 +2,17 @@ import { AuditRepository } from '@app/audit';
 import { Caller } from '@app/auth';
 import { assertAccountId, Clock, DomainError, ErrorCode } from '@app/common';
 import { AppConfig } from '@app/config';
-import { AuthMode, ConnectionListRepository, ConnectionRecord, ConnectionRepository, ConnectionStatus } from '@app/connections';
+import { AuthMode, ConnectionListRepository, ConnectionRecord, ConnectionRepository, ConnectionStatus, toConnectionView } from '@app/connections';
 import { AuditLog } from '@app/observability';
 import { isProviderId, providerDefinition, ProviderId, unknownProviderMessage } from '@app/providers';
 import { RefreshEngine, RefreshOutcome } from '@app/refresh';
 import { StaticCredentialService, StoredCredential } from '@app/credentials';
 import { ConnectionRevoker, RevocationReport } from '@app/revocation';
 import { ConnectionCache } from '@app/tokens';
+import { WebhookDeliveryRepository, WebhookDispatcher } from '@app/webhooks';
 import { Injectable } from '@nestjs/common';
 import { errorCodeOf } from '../http/error.filter';
-import { assertNoQuery, parseAuditQuery, parseListQuery, parseProviderQuery } from './admin-query';
+import { assertNoQuery, DELIVERY_ID, parseAuditQuery, parseDeliveryQuery, parseListQuery, parseProviderQuery } from './admin-query';
 import {
   AuditPageDto,
   ConnectionPageDto,
@@ -22,9 +23,9 @@ import {
   RevokeAllResponseDto,
   RevokeResponseDto,
   toAuditItem,
-  toConnectionView,
+  WebhookDeliveryDto,
+  WebhookDeliveryPageDto,
 } from './admin.dto';
-
 
 /** Connections revoked side by side by revoke-all (each is two provider calls and one write). */
 export const REVOKE_ALL_CONCURRENCY = 8;
@@ -39,7 +40,16 @@ export interface AdminRequest {
 }
 
 /** The audit actions of /admin (DESIGN, "Audit trail"). */
-type AdminAction = 'connections.list' | 'connections.get' | 'connection.revoke' | 'connection.refresh' | 'provider.revoke_all' | 'audit.list' | 'credential.store';
+type AdminAction =
+  | 'connections.list'
+  | 'connections.get'
+  | 'connection.revoke'
+  | 'connection.refresh'
+  | 'provider.revoke_all'
+  | 'audit.list'
+  | 'credential.store'
+  | 'webhooks.list'
+  | 'webhook.retry';
 
 /** What an admin action learns about its own audit record while it runs. */
 interface AuditDraft {
@@ -52,7 +62,8 @@ interface AuditDraft {
 }
 
 /**
- * The /admin use cases: look at connections, revoke one or all of a provider's, refresh one now.
+ * The /admin use cases: look at connections, revoke one or all of a provider's, refresh one now;
+ * read the audit trail and the webhook deliveries, retry a delivery given up.
  * Never returns or logs a token (guarantee 2): answers are built from ConnectionRecord, which
  * holds none, and provider failures are reported by their (secret-free) messages.
  *
@@ -73,6 +84,8 @@ export class AdminService {
     private readonly clock: Clock,
     private readonly audit: AuditLog,
     private readonly auditTrail: AuditRepository,
+    private readonly webhookDeliveryRows: WebhookDeliveryRepository,
+    private readonly webhooks: WebhookDispatcher,
   ) {}
 
   /** The audit trail, newest first: what GET /admin/audit answers. Reading it is audited too. */
@@ -82,6 +95,35 @@ export class AdminService {
       const page = await this.auditTrail.list(filter, cursor, limit);
       draft.detail = { actor: filter.actor ?? null, action: filter.action ?? null, returned: page.items.length };
       return { items: page.items.map(toAuditItem), nextCursor: page.nextCursor };
+    });
+  }
+
+  async webhookDeliveries(asking: AdminRequest, query: Record<string, unknown>): Promise<WebhookDeliveryPageDto> {
+    return this.audited(asking, 'webhooks.list', { account: rawString(query.account) }, async (draft) => {
+      const { filter, cursor, limit } = parseDeliveryQuery(query);
+      // One more than the page: whether a next page exists without a count.
+      const rows = await this.webhookDeliveryRows.list({ ...filter, before: cursor ?? undefined }, limit + 1);
+      const items = rows.slice(0, limit);
+      draft.detail = { status: filter.status ?? null, type: filter.type ?? null, returned: items.length };
+      return { items, nextCursor: rows.length > limit ? items[items.length - 1].id : null };
+    });
+  }
+
+  async retryWebhookDelivery(asking: AdminRequest, id: string, query: Record<string, unknown>): Promise<WebhookDeliveryDto> {
+    return this.audited(asking, 'webhook.retry', {}, async (draft) => {
+      assertNoQuery(query);
+      if (!DELIVERY_ID.test(id)) throw new DomainError(ErrorCode.ValidationFailed, 'a delivery id is a whole number (the id of GET /admin/webhook-deliveries)');
+      draft.detail = { deliveryId: id };
+      const outcome = await this.webhookDeliveryRows.retry(id);
+      if (outcome === null) throw new DomainError(ErrorCode.DeliveryNotFound, `no webhook delivery ${id}`);
+      if ('status' in outcome) {
+        throw new DomainError(ErrorCode.DeliveryNotFailed, `webhook delivery ${id} is ${outcome.status}; only a failed delivery can be retried`, { status: outcome.status });
+      }
+      draft.account = outcome.retried.account ?? undefined;
+      draft.provider = outcome.retried.provider;
+      draft.outcome = 'retried';
+      this.webhooks.wake();
+      return outcome.retried;
     });
   }
 

@@ -21,6 +21,8 @@ const HTTP_STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.NotFound]: 404,
   [ErrorCode.RouteNotFound]: 404,
   [ErrorCode.ConnectionNotFound]: 404,
+  [ErrorCode.DeliveryNotFound]: 404,
+  [ErrorCode.DeliveryNotFailed]: 409,
   [ErrorCode.ProviderNotFound]: 404,
   [ErrorCode.NeedsReauth]: 409,
   [ErrorCode.Revoked]: 409,

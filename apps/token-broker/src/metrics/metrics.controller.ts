@@ -1,6 +1,7 @@
 import { Public } from '@app/auth';
 import { ConnectionListRepository } from '@app/connections';
 import { Metrics } from '@app/observability';
+import { WebhookDeliveryRepository } from '@app/webhooks';
 import { Controller, Get, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
@@ -16,11 +17,12 @@ export class MetricsController {
   constructor(
     private readonly metrics: Metrics,
     private readonly overview: ConnectionListRepository,
+    private readonly webhookDeliveries: WebhookDeliveryRepository,
   ) {}
 
   @Get()
   async scrape(@Res() reply: FastifyReply): Promise<void> {
-    await this.sampleConnections();
+    await Promise.all([this.sampleConnections(), this.sampleWebhookDeliveries()]);
     void reply.header('content-type', this.metrics.registry.contentType).send(await this.metrics.registry.metrics());
   }
 
@@ -32,6 +34,17 @@ export class MetricsController {
       for (const row of rows) this.metrics.connections.set({ provider: row.provider, status: row.status }, row.count);
     } catch {
       // The database being down is what /health/ready reports; the other metrics still scrape.
+    }
+  }
+
+  /** Pending webhook deliveries and the oldest one's wait, across replicas (one indexed query). */
+  private async sampleWebhookDeliveries(): Promise<void> {
+    try {
+      const { pending, oldestAgeSeconds } = await this.webhookDeliveries.pendingSummary();
+      this.metrics.webhookPending.set(pending);
+      this.metrics.webhookOldestPendingAge.set(oldestAgeSeconds);
+    } catch {
+      // As above.
     }
   }
 }

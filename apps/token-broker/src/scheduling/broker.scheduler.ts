@@ -3,10 +3,14 @@ import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectService } from '@app/connect';
 import { RefreshSweeper } from '@app/refresh';
+import { WebhookDispatcher } from '@app/webhooks';
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Cron, CronExpression, SchedulerRegistry } from '@nestjs/schedule';
 
 const SWEEP = 'refresh-sweep';
+const WEBHOOK_POLL = 'webhook-poll';
+/** How often dispatchers look for due deliveries without a NOTIFY (retries fall due; a NOTIFY may be missed). */
+export const WEBHOOK_POLL_INTERVAL_MS = 1_000;
 
 /**
  * Every timer the broker runs, in one place; each only delegates. Whether the refresh sweep
@@ -24,9 +28,11 @@ export class BrokerScheduler implements OnApplicationBootstrap, OnApplicationShu
     private readonly connect: ConnectService,
     private readonly clock: Clock,
     private readonly auditRetention: AuditRetention,
+    private readonly webhooks: WebhookDispatcher,
   ) {}
 
   onApplicationBootstrap(): void {
+    this.registry.addInterval(WEBHOOK_POLL, setInterval(() => this.webhooks.wake(), WEBHOOK_POLL_INTERVAL_MS));
     if (!this.config.refresh.schedulerEnabled) {
       this.logger.log('proactive refresh sweep disabled on this replica (REFRESH_SCHEDULER_ENABLED=false)');
       return;
@@ -36,6 +42,7 @@ export class BrokerScheduler implements OnApplicationBootstrap, OnApplicationShu
   }
 
   async onApplicationShutdown(): Promise<void> {
+    if (this.registry.doesExist('interval', WEBHOOK_POLL)) this.registry.deleteInterval(WEBHOOK_POLL);
     if (this.registry.doesExist('interval', SWEEP)) this.registry.deleteInterval(SWEEP);
     await this.sweeper.stop();
   }

@@ -1,0 +1,94 @@
+import type { LifecycleEventType } from '@app/connections';
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+export const DELIVERY_STATUSES: ReadonlyArray<DeliveryStatus> = ['pending', 'delivered', 'failed'];
+
+/** A lifecycle event as it was recorded, with what its payload is built from. */
+export interface LifecycleEvent {
+  /** The `webhook-id`: the same on every attempt and endpoint. */
+  id: string;
+  type: LifecycleEventType;
+  occurredAt: Date;
+  account: string | null;
+  provider: string;
+  reason: string | null;
+  /** The connection's non-secret columns at the change (SNAPSHOT_FIELDS); null for provider events. */
+  connection: Record<string, unknown> | null;
+}
+
+/** A delivery this replica claimed: its lease is held until the attempt's result is written. */
+export interface ClaimedDelivery {
+  id: string;
+  endpoint: string;
+  /** Attempts made, this one included. */
+  attempt: number;
+  event: LifecycleEvent;
+}
+
+/** A delivery as GET /admin/webhook-deliveries shows it. */
+export interface DeliveryView {
+  id: string;
+  webhookId: string;
+  type: LifecycleEventType;
+  account: string | null;
+  provider: string;
+  endpoint: string;
+  status: DeliveryStatus;
+  attempts: number;
+  occurredAt: string;
+  lastAttemptAt: string | null;
+  nextAttemptAt: string | null;
+  deliveredAt: string | null;
+  /** The last answer's HTTP status; null when there was none (timeout, refused connection). */
+  lastStatus: number | null;
+  lastError: string | null;
+}
+
+export interface DeliveryFilter {
+  status?: DeliveryStatus;
+  type?: LifecycleEventType;
+  account?: string;
+  /** Deliveries older than this id (the page cursor). */
+  before?: string;
+}
+
+/** What an attempt came to, written under the claim's lease. */
+export type AttemptResult =
+  | { kind: 'delivered'; status: number }
+  | { kind: 'retry'; status: number | null; error: string; nextAttemptAt: Date }
+  | { kind: 'given_up'; status: number | null; error: string };
+
+/**
+ * Webhook deliveries (the `webhook_deliveries` table): one per lifecycle event and endpoint.
+ * Claims take a lease (`FOR UPDATE SKIP LOCKED`, so replicas never take the same row) and respect
+ * per-stream order: a delivery is claimable only when no earlier delivery of its connection (or
+ * provider) to its endpoint is still pending. The abstract class is the DI token;
+ * PostgresWebhookDeliveryRepository implements it.
+ */
+export abstract class WebhookDeliveryRepository {
+  /**
+   * Turns recorded events nobody has dispatched yet into one pending delivery per endpoint, up to
+   * `limit` events, in event order; with no endpoints they are only marked dispatched (recorded,
+   * sent nowhere). One replica at a time (an advisory lock), so a later event of a stream never
+   * gets its delivery before an earlier one. Returns how many events it dispatched.
+   */
+  abstract dispatchNew(endpoints: ReadonlyArray<string>, limit: number): Promise<number>;
+
+  /** Claims up to `limit` due deliveries for `owner`, leased for `leaseMs`; counts the attempt. */
+  abstract claimDue(owner: string, leaseMs: number, limit: number): Promise<ClaimedDelivery[]>;
+
+  /** Writes an attempt's result if `owner` still holds the lease; false when it lapsed to another replica. */
+  abstract complete(id: string, owner: string, result: AttemptResult): Promise<boolean>;
+
+  /** Newest first. */
+  abstract list(filter: DeliveryFilter, limit: number): Promise<DeliveryView[]>;
+
+  /**
+   * A failed (given up) delivery goes back to pending, due now, with a fresh attempt budget.
+   * Returns it, or its current status when it is not failed, or null when there is none.
+   */
+  abstract retry(id: string): Promise<{ retried: DeliveryView } | { status: DeliveryStatus } | null>;
+
+  /** Pending deliveries, and how long the oldest has waited since it was queued, for the metrics. */
+  abstract pendingSummary(): Promise<{ pending: number; oldestAgeSeconds: number }>;
+}

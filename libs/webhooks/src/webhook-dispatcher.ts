@@ -1,0 +1,162 @@
+import { webhookGivenUp } from '@app/audit';
+import { Clock } from '@app/common';
+import { AppConfig, webhookRetryDelayMs } from '@app/config';
+import { DatabaseNotifications, describeDatabaseError } from '@app/database';
+import { AuditLog, Metrics } from '@app/observability';
+import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { AttemptResult, ClaimedDelivery, WebhookDeliveryRepository } from './webhook-delivery.repository';
+import { webhookBody } from './webhook-payload';
+import { WEBHOOK_TIMEOUT_MS, WebhookSender } from './webhook-sender';
+
+/** The NOTIFY channel lifecycle_events inserts wake dispatchers on (migration CreateLifecycleEvents). */
+export const LIFECYCLE_EVENT_CHANNEL = 'lifecycle_event';
+/** Deliveries in flight at once on this replica. */
+export const MAX_DELIVERIES_IN_FLIGHT = 32;
+/** Events turned into deliveries per dispatch step. */
+const DISPATCH_BATCH = 500;
+/** A claim outlives the attempt's timeout by this much before another replica may take it over. */
+const LEASE_MARGIN_MS = 5_000;
+const ERROR_LOG_EVERY_MS = 30_000;
+
+/**
+ * Delivers lifecycle events to WEBHOOK_URLS, at least once, from any replica. Woken by NOTIFY when
+ * an event is recorded, and by BrokerScheduler every second (the fallback when a NOTIFY is
+ * missed). Each pass turns new events into deliveries (`dispatchNew`) and claims due ones up to
+ * MAX_DELIVERIES_IN_FLIGHT; every finished attempt starts another pass, so the next event of the
+ * same connection goes out as soon as the one before is delivered (or given up).
+ *
+ * A 2xx is delivered; anything else, or no answer within WEBHOOK_TIMEOUT_MS, is retried after
+ * webhookRetryDelayMs (Retry-After honoured), until WEBHOOK_MAX_ATTEMPTS: then the delivery is
+ * `failed`, audited (webhook.given_up) and waits for POST /admin/webhook-deliveries/:id/retry.
+ * With no WEBHOOK_URLS, events are still dispatched (marked, sent nowhere).
+ */
+@Injectable()
+export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('Webhooks');
+  /** Written into every claim this replica takes. */
+  readonly owner = `${hostname().slice(0, 32)}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  private readonly inFlight = new Set<Promise<void>>();
+  private pass?: Promise<void>;
+  private passAgain = false;
+  private stopped = false;
+  private lastErrorLogMs = 0;
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly deliveries: WebhookDeliveryRepository,
+    private readonly sender: WebhookSender,
+    private readonly notifications: DatabaseNotifications,
+    private readonly metrics: Metrics,
+    private readonly audit: AuditLog,
+    private readonly clock: Clock,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.notifications.subscribe(LIFECYCLE_EVENT_CHANNEL, () => this.wake());
+    if (this.config.webhooks.urls.length > 0) this.logger.log(`delivering lifecycle events to ${this.config.webhooks.urls.length} endpoint(s)`);
+    this.wake();
+  }
+
+  /** Stops claiming; attempts under way finish (each within WEBHOOK_TIMEOUT_MS) and are written. */
+  async onApplicationShutdown(): Promise<void> {
+    this.stopped = true;
+    await this.pass;
+    await Promise.allSettled([...this.inFlight]);
+    await this.sender.close();
+  }
+
+  /** Runs a pass now, or right after the one under way. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.pass) {
+      this.passAgain = true;
+      return;
+    }
+    this.pass = this.runPasses().finally(() => (this.pass = undefined));
+  }
+
+  /** Resolves when nothing is in flight and no pass runs (tests and the bench wait on it). */
+  async idle(): Promise<void> {
+    while (this.pass || this.inFlight.size > 0) await Promise.allSettled([this.pass, ...this.inFlight]);
+  }
+
+  private async runPasses(): Promise<void> {
+    do {
+      this.passAgain = false;
+      try {
+        await this.runPass();
+      } catch (error) {
+        this.logError(`webhook dispatch failed (${describeDatabaseError(error)}); the next pass tries again`);
+      }
+    } while (this.passAgain && !this.stopped);
+  }
+
+  private async runPass(): Promise<void> {
+    const { urls } = this.config.webhooks;
+    while ((await this.deliveries.dispatchNew(urls, DISPATCH_BATCH)) === DISPATCH_BATCH && !this.stopped);
+    if (urls.length === 0 || this.stopped) return;
+    const room = MAX_DELIVERIES_IN_FLIGHT - this.inFlight.size;
+    if (room <= 0) return;
+    const claimed = await this.deliveries.claimDue(this.owner, WEBHOOK_TIMEOUT_MS + LEASE_MARGIN_MS, room);
+    for (const delivery of claimed) {
+      const attempt: Promise<void> = this.attempt(delivery).finally(() => {
+        this.inFlight.delete(attempt);
+        this.wake();
+      });
+      this.inFlight.add(attempt);
+    }
+  }
+
+  private async attempt(delivery: ClaimedDelivery): Promise<void> {
+    const { event } = delivery;
+    const answer = await this.sender.send(delivery.endpoint, event.id, webhookBody(event), this.clock.now());
+    const ok = answer.status !== null && answer.status >= 200 && answer.status < 300;
+    this.metrics.webhookAttempts.inc({ result: ok ? 'delivered' : answer.status === null ? 'no_answer' : 'refused' });
+    const error = answer.error ?? `answered ${answer.status}`;
+    const settings = this.config.webhooks;
+    const result: AttemptResult = ok
+      ? { kind: 'delivered', status: answer.status! }
+      : delivery.attempt >= settings.maxAttempts
+        ? { kind: 'given_up', status: answer.status, error }
+        : {
+            kind: 'retry',
+            status: answer.status,
+            error,
+            nextAttemptAt: new Date(this.clock.nowMs() + webhookRetryDelayMs(settings, delivery.attempt, Math.random(), answer.retryAfterMs)),
+          };
+    let written: boolean;
+    try {
+      written = await this.deliveries.complete(delivery.id, this.owner, result);
+    } catch (failure) {
+      // The lease lapses and another pass (here or elsewhere) makes the attempt again: at least once.
+      this.logError(`could not record webhook delivery ${delivery.id} (${describeDatabaseError(failure)}); it will be attempted again`);
+      return;
+    }
+    if (!written) return;
+    if (result.kind !== 'retry') this.metrics.webhookDeliveries.inc({ type: event.type, result: result.kind });
+    if (result.kind === 'given_up') {
+      this.logger.warn(`gave up webhook delivery ${delivery.id} (${event.type}) after ${delivery.attempt} attempts: ${error}`);
+      this.audit.record(
+        webhookGivenUp({
+          deliveryId: delivery.id,
+          webhookId: event.id,
+          type: event.type,
+          endpoint: delivery.endpoint,
+          account: event.account,
+          provider: event.provider,
+          attempts: delivery.attempt,
+          lastStatus: answer.status,
+        }),
+      );
+    }
+  }
+
+  private logError(message: string): void {
+    const now = Date.now();
+    if (now - this.lastErrorLogMs < ERROR_LOG_EVERY_MS) return;
+    this.lastErrorLogMs = now;
+    this.logger.warn(message);
+  }
+}
