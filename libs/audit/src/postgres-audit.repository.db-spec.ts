@@ -72,7 +72,7 @@ describe('PostgresAuditRepository (real Postgres)', () => {
     ]);
   });
 
-  it('writes single events and token reads of several groups, interleaved, in one statement', async () => {
+  it('writes single events and token reads of several services, providers and outcomes, interleaved, in one statement', async () => {
     const revoke: AuditRecord = { at: minute(0), action: 'connection.revoke', actor: 'ops', actorKind: 'admin', account: 'acme', provider: 'copyai', outcome: 'revoked', requestId: 'req-2' };
     // A refused read's account is whatever the caller sent: quotes, backslashes, non-ASCII.
     const odd = 'we"ird\\ äccount';
