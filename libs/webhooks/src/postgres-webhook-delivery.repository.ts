@@ -91,14 +91,14 @@ export class PostgresWebhookDeliveryRepository extends WebhookDeliveryRepository
   }
 
   async complete(id: string, owner: string, result: AttemptResult): Promise<boolean> {
-    const [status, nextAttemptAt, error] =
-      result.kind === 'delivered' ? ['delivered', null, null] : result.kind === 'retry' ? ['pending', result.nextAttemptAt, result.error] : ['failed', null, result.error];
+    const [status, delayMs, error] =
+      result.kind === 'delivered' ? ['delivered', null, null] : result.kind === 'retry' ? ['pending', result.delayMs, result.error] : ['failed', null, result.error];
     const [, updated] = await this.dataSource.query<[unknown, number]>(
       `UPDATE webhook_deliveries SET status = $3, last_status = $4, last_error = $5,
-         next_attempt_at = COALESCE($6, next_attempt_at), delivered_at = CASE WHEN $3 = 'delivered' THEN clock_timestamp() END,
+         next_attempt_at = COALESCE(clock_timestamp() + $6 * interval '1 millisecond', next_attempt_at), delivered_at = CASE WHEN $3 = 'delivered' THEN clock_timestamp() END,
          lease_owner = NULL, lease_expires_at = NULL
        WHERE id = $1 AND lease_owner = $2 AND status = 'pending'`,
-      [id, owner, status, result.status, error, nextAttemptAt],
+      [id, owner, status, result.status, error, delayMs],
     );
     return updated > 0;
   }

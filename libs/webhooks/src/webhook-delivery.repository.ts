@@ -55,7 +55,7 @@ export interface DeliveryFilter {
 /** What an attempt came to, written under the claim's lease. */
 export type AttemptResult =
   | { kind: 'delivered'; status: number }
-  | { kind: 'retry'; status: number | null; error: string; nextAttemptAt: Date }
+  | { kind: 'retry'; status: number | null; error: string; /** From now, on the database's clock (the one claims compare with). */ delayMs: number }
   | { kind: 'given_up'; status: number | null; error: string };
 
 /**

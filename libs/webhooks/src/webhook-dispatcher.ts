@@ -1,5 +1,4 @@
 import { webhookGivenUp } from '@app/audit';
-import { Clock } from '@app/common';
 import { AppConfig, webhookRetryDelayMs } from '@app/config';
 import { DatabaseNotifications, describeDatabaseError } from '@app/database';
 import { AuditLog, Metrics } from '@app/observability';
@@ -50,7 +49,6 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     private readonly notifications: DatabaseNotifications,
     private readonly metrics: Metrics,
     private readonly audit: AuditLog,
-    private readonly clock: Clock,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -111,7 +109,8 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
 
   private async attempt(delivery: ClaimedDelivery): Promise<void> {
     const { event } = delivery;
-    const answer = await this.sender.send(delivery.endpoint, event.id, webhookBody(event), this.clock.now());
+    // The signature's timestamp is wall time: receivers compare it with theirs (Standard Webhooks allows 5 min).
+    const answer = await this.sender.send(delivery.endpoint, event.id, webhookBody(event), new Date());
     const ok = answer.status !== null && answer.status >= 200 && answer.status < 300;
     this.metrics.webhookAttempts.inc({ result: ok ? 'delivered' : answer.status === null ? 'no_answer' : 'refused' });
     const error = answer.error ?? `answered ${answer.status}`;
@@ -124,7 +123,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
             kind: 'retry',
             status: answer.status,
             error,
-            nextAttemptAt: new Date(this.clock.nowMs() + webhookRetryDelayMs(settings, delivery.attempt, Math.random(), answer.retryAfterMs)),
+            delayMs: webhookRetryDelayMs(settings, delivery.attempt, Math.random(), answer.retryAfterMs),
           };
     let written: boolean;
     try {
