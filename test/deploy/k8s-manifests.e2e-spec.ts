@@ -195,7 +195,14 @@ describe('deploy/k8s', () => {
 
   it('has alert rules that parse as PromQL and say how bad and what to do', () => {
     const rules = alertRules(base);
-    expect(rules.map((r) => r.alert).sort()).toEqual(['TokenBrokerConnectionsNeedReauth', 'TokenBrokerProviderMisconfigured', 'TokenBrokerReadinessFlapping', 'TokenBrokerRefreshFailing']);
+    expect(rules.map((r) => r.alert).sort()).toEqual([
+      'TokenBrokerConnectionsNeedReauth',
+      'TokenBrokerProviderMisconfigured',
+      'TokenBrokerReadinessFlapping',
+      'TokenBrokerRefreshFailing',
+      'TokenBrokerWebhookBacklog',
+      'TokenBrokerWebhookDeliveriesFailing',
+    ]);
     for (const rule of rules) {
       const errors: string[] = [];
       promqlParser.parse(rule.expr).iterate({ enter: (node) => void (node.type.isError && errors.push(`${rule.alert} at ${node.from}`)) });
@@ -219,6 +226,7 @@ describe('deploy/k8s', () => {
         TOKEN_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
         SERVICE_API_KEYS: (services.length > 0 ? services : ['svc']).map((s) => `${s}:${randomBytes(24).toString('base64url')}`).join(','),
         ADMIN_API_KEYS: `ops:${randomBytes(24).toString('base64url')}`,
+        WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
       };
       for (const variable of overlayContainer.env ?? []) {
         if (!variable.name.endsWith('_FILE')) {
