@@ -111,20 +111,36 @@ describe('PostgresAuditRepository (real Postgres)', () => {
     const clipped = `${'x'.repeat(127)}\ud83d…`;
     await repository.insert([
       read(minute(0), 'billing', nul, 'copy\u0000ai', 'invalid_account', 1),
+      // Stored alike once made storable: one row, both counts.
+      read(minute(0), 'billing', 'ac\ud800me', 'copy\u0000ai', 'invalid_account', 2),
       read(minute(0), 'billing', clipped, null, 'invalid_account', 1),
       read(minute(0), 'billing', 'fine-😀', 'copyai', 'served', 1),
       { at: minute(0), action: 'connection.revoke', actor: 'ops', actorKind: 'admin', account: nul, provider: 'copyai', outcome: 'revoked' },
     ]);
     const { items } = await repository.list({}, null, 10);
-    expect(items.map(({ action, account, provider }) => ({ action, account, provider }))).toEqual(
+    expect(items.map(({ action, account, provider, count }) => ({ action, account, provider, count }))).toEqual(
       expect.arrayContaining([
-        { action: 'token.read', account: 'ac\ufffdme', provider: 'copy\ufffdai' },
-        { action: 'token.read', account: `${'x'.repeat(127)}\ufffd…`, provider: null },
-        { action: 'token.read', account: 'fine-😀', provider: 'copyai' },
-        { action: 'connection.revoke', account: 'ac\ufffdme', provider: 'copyai' },
+        { action: 'token.read', account: 'ac\ufffdme', provider: 'copy\ufffdai', count: 3 },
+        { action: 'token.read', account: `${'x'.repeat(127)}\ufffd…`, provider: null, count: 1 },
+        { action: 'token.read', account: 'fine-😀', provider: 'copyai', count: 1 },
+        { action: 'connection.revoke', account: 'ac\ufffdme', provider: 'copyai', count: 1 },
       ]),
     );
     expect(items).toHaveLength(4);
+  });
+
+  it('writes read rows in one order whatever order they come in, so replicas flushing the same rows wait for each other instead of deadlocking', async () => {
+    const rows = Array.from({ length: 2_000 }, (_, i) => read(minute(0), 'billing', `acct-${i}`, 'copyai', 'served', 1));
+    await repository.insert(rows);
+    // Two replicas add to the same 2,000 rows at once, each having counted them in another order.
+    const second = new PostgresAuditRepository(await openTestDataSource());
+    try {
+      await Promise.all([repository.insert(rows), second.insert([...rows].reverse())]);
+    } finally {
+      await (second as unknown as { dataSource: DataSource }).dataSource.destroy();
+    }
+    const counts: Array<{ count: number; n: string }> = await dataSource.query(`SELECT count, count(*) AS n FROM audit_events GROUP BY count`);
+    expect(counts).toEqual([{ count: 3, n: '2000' }]);
   });
 
   it('filters by account, provider, actor, action and time, newest first, and pages through every match once', async () => {

@@ -38,9 +38,24 @@ export class PostgresAuditRepository extends AuditRepository {
     // outcome, saved Postgres 0-20 % of a flush in measurements, within the noise: the upsert
     // itself, not the parsing, is what a read row costs. Reading a group's fields from a plain
     // `json` value re-parses the whole group for every row: quadratic, seconds for 2,000 rows.)
-    const rows = JSON.stringify(
-      records.map((r) => [r.at.getTime(), r.actor, r.actorKind, r.action, storable(r.account), storable(r.provider), r.outcome, r.count ?? 1, r.requestId ?? null, r.detail ?? null]),
-    );
+    const events: InsertRow[] = [];
+    const reads = new Map<string, InsertRow>();
+    for (const r of records) {
+      const row: InsertRow = [r.at.getTime(), r.actor, r.actorKind, r.action, storable(r.account), storable(r.provider), r.outcome, r.count ?? 1, r.requestId ?? null, r.detail ?? null];
+      if (r.action !== 'token.read') {
+        events.push(row);
+        continue;
+      }
+      // Two accounts storable() made equal are one row: a statement must not name a row twice.
+      const key = `${row[0]}\u0000${row[1]}\u0000${row[4] ?? '\u0001'}\u0000${row[5] ?? '\u0001'}\u0000${row[6]}`;
+      const same = reads.get(key);
+      if (same === undefined) reads.set(key, row);
+      else same[7] += row[7];
+    }
+    // Read rows go in the order of their key, whatever order this replica counted them in: two
+    // replicas adding to the same rows at once then lock them in the same order, and one waits for
+    // the other. In different orders they deadlock, and Postgres fails one of the batches.
+    const rows = JSON.stringify(reads.size === 0 ? events : events.concat([...reads.keys()].sort().map((key) => reads.get(key)!)));
     await this.dataSource.query(
       `INSERT INTO audit_events (at, actor, actor_kind, action, account, provider, outcome, count, request_id, detail)
        SELECT to_timestamp((r->>0)::float8 / 1000), r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, (r->>7)::int, r->>8, NULLIF(r->9, 'null'::jsonb)
@@ -88,6 +103,9 @@ export class PostgresAuditRepository extends AuditRepository {
     return deleted;
   }
 }
+
+/** A record as the INSERT reads it: at (ms), actor, actor kind, action, account, provider, outcome, count, request id, detail. */
+type InsertRow = [number, string, string, string, string | null, string | null, string, number, string | null, unknown];
 
 /** NUL, or half of a surrogate pair (a clipped target can end in one), that Postgres text or JSON refuses. */
 // eslint-disable-next-line no-control-regex -- NUL is exactly what is looked for
