@@ -127,6 +127,18 @@ export class PostgresWebhookDeliveryRepository extends WebhookDeliveryRepository
     return current[0] ? { status: current[0].status } : null;
   }
 
+  async pruneBefore(before: Date, limit: number): Promise<number> {
+    const [, deleted] = await this.dataSource.query<[unknown, number]>(
+      `DELETE FROM lifecycle_events WHERE id IN (
+         SELECT e.id FROM lifecycle_events e
+         WHERE e.occurred_at < $1 AND e.dispatched
+           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')
+         ORDER BY e.occurred_at LIMIT $2)`,
+      [before, limit],
+    );
+    return deleted;
+  }
+
   async pendingSummary(): Promise<{ pending: number; oldestAgeSeconds: number }> {
     const [row]: Array<{ pending: number; oldest_age: number | null }> = await this.dataSource.query(
       `SELECT count(*)::int AS pending, EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 AS oldest_age

@@ -89,6 +89,12 @@ export abstract class WebhookDeliveryRepository {
    */
   abstract retry(id: string): Promise<{ retried: DeliveryView } | { status: DeliveryStatus } | null>;
 
+  /**
+   * Deletes up to `limit` events recorded before `before` whose deliveries are all delivered or
+   * given up (with those deliveries). Returns how many events went.
+   */
+  abstract pruneBefore(before: Date, limit: number): Promise<number>;
+
   /** Pending deliveries, and how long the oldest has waited since it was queued, for the metrics. */
   abstract pendingSummary(): Promise<{ pending: number; oldestAgeSeconds: number }>;
 }

@@ -18,6 +18,7 @@ const DISPATCH_BATCH = 500;
 /** A claim outlives the attempt's timeout by this much before another replica may take it over. */
 const LEASE_MARGIN_MS = 5_000;
 const ERROR_LOG_EVERY_MS = 30_000;
+const PRUNE_BATCH = 1_000;
 
 /**
  * Delivers lifecycle events to WEBHOOK_URLS, at least once, from any replica. Woken by NOTIFY when
@@ -149,6 +150,20 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
           lastStatus: answer.status,
         }),
       );
+    }
+  }
+
+  /**
+   * AUDIT_RETENTION_DAYS applies to lifecycle events too: older ones go, in batches, unless a
+   * delivery of theirs is still pending. Returns how many went.
+   */
+  async prune(now: Date): Promise<number> {
+    const before = new Date(now.getTime() - this.config.auditRetentionDays * 86_400_000);
+    let total = 0;
+    for (;;) {
+      const deleted = await this.deliveries.pruneBefore(before, PRUNE_BATCH);
+      total += deleted;
+      if (deleted < PRUNE_BATCH || this.stopped) return total;
     }
   }
 

@@ -65,6 +65,16 @@ export class BrokerScheduler implements OnApplicationBootstrap, OnApplicationShu
     }
   }
 
+  /** Lifecycle events older than AUDIT_RETENTION_DAYS go too, unless still being delivered. */
+  @Cron(CronExpression.EVERY_HOUR, { name: 'prune-lifecycle-events' })
+  async pruneLifecycleEvents(): Promise<void> {
+    try {
+      await this.webhooks.prune(this.clock.now());
+    } catch (error) {
+      this.logger.warn(`could not prune old lifecycle events: ${(error as Error).message}`);
+    }
+  }
+
   @Cron(CronExpression.EVERY_10_MINUTES, { name: 'purge-connect-flow' })
   async purgeConnectFlow(): Promise<void> {
     try {
