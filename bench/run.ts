@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: two phases, each checking DESIGN targets (BENCH_ONLY=read or sweep runs one).
+ * `npm run bench`: three phases, each checking DESIGN targets (BENCH_ONLY=read, sweep or webhooks runs one).
  *
  * 1. Token read: "GET /tokens/:account for a valid cached token, with service grants and the
  *    read audit on: throughput ≥ 50 % of a raw node:http server answering the same JSON, measured
@@ -10,6 +10,8 @@
  *    against the sandbox provider with 50 ms token-endpoint latency finish within 1.3× of the
  *    ideal count × latency / concurrency, with zero tokens expiring unrefreshed and zero
  *    duplicate refreshes".
+ * 3. Webhooks (bench/lib/webhook-latency.ts): "an event reaches a healthy receiver within 2 s (p99) of
+ *    the change that caused it", 1,000 events with three replicas, each delivered exactly once.
  *
  * The broker (compiled dist/, as `npm start` runs it, NODE_ENV=production) and the raw baseline
  * each run in a child process; this process seeds the database, runs the sandbox and generates
@@ -43,6 +45,7 @@ import { machineInfo, markdownTable, summarise, TARGET_P99_MS, TARGET_RATIO, TAR
 import { SeededConnection, seedReadQuery } from '../test/support/seed-connections';
 import { readSettings, Settings } from './lib/settings';
 import { sweepMarkdown, writeSweepReport } from './lib/sweep-report';
+import { runWebhookLatency, webhookMarkdown, writeWebhookReport } from './lib/webhook-latency';
 
 type Step = (message: string) => void;
 
@@ -89,6 +92,17 @@ async function main(): Promise<void> {
       missed.push(...Object.entries(report.verdict).filter(([, pass]) => !pass).map(([name]) => `refresh sweep: ${name}`));
       // Correctness (duplicates, tokens left unrefreshed, errors) fails the run; the time ratio is a target.
       if (!report.verdict.noDuplicates || !report.verdict.noneUnrefreshed || !report.verdict.noFailures) process.exitCode = 1;
+    }
+    if (settings.phases.webhooks) {
+      const phase = new Cleanup();
+      cleanup.add('stop the webhook phase', () => phase.runAll());
+      const report = await runWebhookLatency(settings.webhooks, env, phase, settings.brokerDist, step);
+      await phase.runAll();
+      const written = writeWebhookReport(report, settings.resultsDir);
+      console.log(`\n${webhookMarkdown(report)}`);
+      console.log(`results: ${written.json}\n         ${written.markdown}\n`);
+      missed.push(...Object.entries(report.verdict).filter(([, pass]) => !pass).map(([name]) => `webhooks: ${name}`));
+      if (!report.verdict.exactlyOnce) process.exitCode = 1;
     }
     if (missed.length > 0) console.log(`targets missed: ${missed.join(', ')}`);
   } finally {

@@ -154,7 +154,7 @@ export function writeReport(report: TokenReadReport, resultsDir: string, readmeP
 export function writeResults(
   report: { startedAt: string },
   table: string,
-  where: { resultsDir: string; readmePath: string; block: 'token-read' | 'refresh-sweep'; latest: string; title: string },
+  where: { resultsDir: string; readmePath: string; block: 'token-read' | 'refresh-sweep' | 'webhooks'; latest: string; title: string },
 ): WrittenResults {
   mkdirSync(where.resultsDir, { recursive: true });
   const json = join(where.resultsDir, `${where.block}-${report.startedAt.replace(/[:.]/g, '-')}.json`);
@@ -168,7 +168,7 @@ export function writeResults(
  * Replaces what sits between `<!-- bench:<block>:start -->` and `<!-- bench:<block>:end -->` in
  * README.md; leaves the file alone when the markers are absent.
  */
-export function replaceReadmeBlock(readmePath: string, table: string, block: 'token-read' | 'refresh-sweep'): boolean {
+export function replaceReadmeBlock(readmePath: string, table: string, block: 'token-read' | 'refresh-sweep' | 'webhooks'): boolean {
   if (!readmePath || !existsSync(readmePath)) return false;
   const startMarker = `<!-- bench:${block}:start -->`;
   const endMarker = `<!-- bench:${block}:end -->`;

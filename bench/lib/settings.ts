@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ROOT } from './bench-environment';
 import { SeedKind, SeedMode } from '../../test/support/seed-connections';
+import type { WebhookSettings } from './webhook-latency';
 
 /** The refresh sweep phase (bench/lib/refresh-sweep.ts). */
 export interface SweepSettings {
@@ -27,8 +28,9 @@ export interface SweepSettings {
 }
 
 export interface Settings {
-  /** Which phases `npm run bench` runs (BENCH_ONLY=read|sweep; both by default). */
-  phases: { read: boolean; sweep: boolean };
+  /** Which phases `npm run bench` runs (BENCH_ONLY=read|sweep|webhooks; all by default). */
+  phases: { read: boolean; sweep: boolean; webhooks: boolean };
+  webhooks: WebhookSettings;
   sweep: SweepSettings;
   storedConnections: number;
   /** Accounts the load runs read (all cached beforehand). */
@@ -71,10 +73,15 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
   if (!['oauth', 'api_key', 'v4'].includes(readKind)) problems.push(`BENCH_READ_KIND must be oauth, api_key or v4 (got "${readKind}")`);
   if (readKind !== 'oauth' && seedMode !== 'bulk') problems.push('BENCH_READ_KIND other than oauth is seeded in bulk only (BENCH_SEED=bulk)');
   const only = env.BENCH_ONLY ?? '';
-  if (!['', 'read', 'sweep'].includes(only)) problems.push(`BENCH_ONLY must be read or sweep (got "${only}")`);
+  if (!['', 'read', 'sweep', 'webhooks'].includes(only)) problems.push(`BENCH_ONLY must be read, sweep or webhooks (got "${only}")`);
   const lifetimeMinSec = int('BENCH_SWEEP_TOKEN_LIFETIME_MIN_SEC', 300, 60, 86_400);
   const settings: Settings = {
-    phases: { read: only !== 'sweep', sweep: only !== 'read' },
+    phases: { read: only === '' || only === 'read', sweep: only === '' || only === 'sweep', webhooks: only === '' || only === 'webhooks' },
+    webhooks: {
+      events: int('BENCH_WEBHOOK_EVENTS', 1_000, 1, 100_000),
+      replicas: int('BENCH_WEBHOOK_REPLICAS', 3, 1, 10),
+      ratePerSec: int('BENCH_WEBHOOK_RATE', 100, 1, 10_000),
+    },
     sweep: {
       count: int('BENCH_SWEEP_COUNT', 10_000, 1, 1_000_000),
       latencyMs: int('BENCH_SWEEP_LATENCY_MS', 50, 1, 10_000),
