@@ -35,24 +35,22 @@ export class PostgresWebhookDeliveryRepository extends WebhookDeliveryRepository
   }
 
   async dispatchNew(endpoints: ReadonlyArray<string>, limit: number): Promise<number> {
-    return this.dataSource.transaction(async (manager) => {
-      const [{ locked }] = await manager.query<Array<{ locked: boolean }>>(`SELECT pg_try_advisory_xact_lock($1) AS locked`, [DISPATCH_LOCK]);
-      if (!locked) return 0;
-      const [{ dispatched }] = await manager.query<Array<{ dispatched: number }>>(
-        `WITH picked AS (
-           UPDATE lifecycle_events SET dispatched = true
-           WHERE id IN (SELECT id FROM lifecycle_events WHERE NOT dispatched ORDER BY seq LIMIT $2)
-           RETURNING id, seq, connection_id, provider),
-         queued AS (
-           INSERT INTO webhook_deliveries (event_id, endpoint, stream, seq)
-           SELECT p.id, target.endpoint, COALESCE(p.connection_id::text, 'provider:' || p.provider), p.seq
-           FROM picked p CROSS JOIN unnest($1::text[]) AS target(endpoint)
-           ON CONFLICT (event_id, endpoint) DO NOTHING)
-         SELECT count(*)::int AS dispatched FROM picked`,
-        [endpoints, limit],
-      );
-      return dispatched;
-    });
+    // One statement, so one transaction: the advisory lock is held until its end, no longer.
+    const [{ dispatched }]: Array<{ dispatched: number }> = await this.dataSource.query(
+      `WITH turn AS (SELECT pg_try_advisory_xact_lock($3) AS mine),
+       picked AS (
+         UPDATE lifecycle_events SET dispatched = true
+         WHERE (SELECT mine FROM turn) AND id IN (SELECT id FROM lifecycle_events WHERE NOT dispatched ORDER BY seq LIMIT $2)
+         RETURNING id, seq, connection_id, provider),
+       queued AS (
+         INSERT INTO webhook_deliveries (event_id, endpoint, stream, seq)
+         SELECT p.id, target.endpoint, COALESCE(p.connection_id::text, 'provider:' || p.provider), p.seq
+         FROM picked p CROSS JOIN unnest($1::text[]) AS target(endpoint)
+         ON CONFLICT (event_id, endpoint) DO NOTHING)
+       SELECT count(*)::int AS dispatched FROM picked`,
+      [endpoints, limit, DISPATCH_LOCK],
+    );
+    return dispatched;
   }
 
   async claimDue(owner: string, leaseMs: number, limit: number): Promise<ClaimedDelivery[]> {

@@ -40,6 +40,8 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   private readonly inFlight = new Set<Promise<void>>();
   private pass?: Promise<void>;
   private passAgain = false;
+  /** An event may wait to be dispatched (a NOTIFY or the poll said so since the last dispatch). */
+  private eventsWaiting = true;
   private stopped = false;
   private lastErrorLogMs = 0;
 
@@ -53,7 +55,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    await this.notifications.subscribe(LIFECYCLE_EVENT_CHANNEL, () => this.wake());
+    await this.notifications.subscribe(LIFECYCLE_EVENT_CHANNEL, () => this.wake({ newEvents: true }));
     if (this.config.webhooks.urls.length > 0) this.logger.log(`delivering lifecycle events to ${this.config.webhooks.urls.length} endpoint(s)`);
     this.wake();
   }
@@ -66,9 +68,13 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     await this.sender.close();
   }
 
-  /** Runs a pass now, or right after the one under way. */
-  wake(): void {
+  /**
+   * Runs a pass now, or right after the one under way. `newEvents`: look for undispatched events
+   * too (a NOTIFY, the poll); a pass after a finished attempt only claims.
+   */
+  wake(options: { newEvents: boolean } = { newEvents: true }): void {
     if (this.stopped) return;
+    if (options.newEvents) this.eventsWaiting = true;
     if (this.pass) {
       this.passAgain = true;
       return;
@@ -94,7 +100,10 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
 
   private async runPass(): Promise<void> {
     const { urls } = this.config.webhooks;
-    while ((await this.deliveries.dispatchNew(urls, DISPATCH_BATCH)) === DISPATCH_BATCH && !this.stopped);
+    if (this.eventsWaiting) {
+      this.eventsWaiting = false;
+      while ((await this.deliveries.dispatchNew(urls, DISPATCH_BATCH)) === DISPATCH_BATCH && !this.stopped);
+    }
     if (urls.length === 0 || this.stopped) return;
     const room = MAX_DELIVERIES_IN_FLIGHT - this.inFlight.size;
     if (room <= 0) return;
@@ -102,7 +111,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     for (const delivery of claimed) {
       const attempt: Promise<void> = this.attempt(delivery).finally(() => {
         this.inFlight.delete(attempt);
-        this.wake();
+        this.wake({ newEvents: false });
       });
       this.inFlight.add(attempt);
     }
