@@ -82,11 +82,6 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     this.pass = this.runPasses().finally(() => (this.pass = undefined));
   }
 
-  /** Resolves when nothing is in flight and no pass runs (tests and the bench wait on it). */
-  async idle(): Promise<void> {
-    while (this.pass || this.inFlight.size > 0) await Promise.allSettled([this.pass, ...this.inFlight]);
-  }
-
   private async runPasses(): Promise<void> {
     do {
       this.passAgain = false;
@@ -109,10 +104,15 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     if (room <= 0) return;
     const claimed = await this.deliveries.claimDue(this.owner, WEBHOOK_TIMEOUT_MS + LEASE_MARGIN_MS, room);
     for (const delivery of claimed) {
-      const attempt: Promise<void> = this.attempt(delivery).finally(() => {
-        this.inFlight.delete(attempt);
-        this.wake({ newEvents: false });
-      });
+      const attempt: Promise<void> = this.attempt(delivery)
+        .catch((error: unknown) => {
+          // Not expected (the sender and the writes catch their own failures); the lease lapses and it is attempted again.
+          this.logError(`webhook delivery ${delivery.id} failed unexpectedly: ${(error as Error).message}`);
+        })
+        .finally(() => {
+          this.inFlight.delete(attempt);
+          this.wake({ newEvents: false });
+        });
       this.inFlight.add(attempt);
     }
   }

@@ -5,7 +5,7 @@ import { Agent, request } from 'undici';
 
 /** DESIGN: no answer within this long is a failed attempt. */
 export const WEBHOOK_TIMEOUT_MS = 10_000;
-/** What is read of a receiver's answer (its body is not used; reading it frees the connection). */
+/** What is read of a receiver's answer (its body is not used; reading it frees the connection, and a longer one closes it). */
 const MAX_ANSWER_BYTES = 64 * 1024;
 
 /** What one POST came to. */
@@ -25,7 +25,7 @@ export interface SendResult {
  */
 @Injectable()
 export class WebhookSender {
-  private readonly agent = new Agent({ keepAliveTimeout: 4_000, headersTimeout: WEBHOOK_TIMEOUT_MS, bodyTimeout: WEBHOOK_TIMEOUT_MS, maxResponseSize: MAX_ANSWER_BYTES });
+  private readonly agent = new Agent({ keepAliveTimeout: 4_000, headersTimeout: WEBHOOK_TIMEOUT_MS, bodyTimeout: WEBHOOK_TIMEOUT_MS });
   private readonly signer: Webhook | null;
 
   constructor(config: AppConfig) {
