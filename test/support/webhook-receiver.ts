@@ -1,7 +1,8 @@
 /**
  * A webhook receiver for the e2e suites and the benchmark: a node:http server on 127.0.0.1 that
  * records every POST (headers, raw body, arrival time) and answers 204, or what it is told to
- * answer next (`failNext`), or after a delay (`delayMs`). It verifies nothing itself: suites check
+ * answer next (`failNext`), to every POST (`failUntilRecovered`) or to some (`failMatching`), or
+ * after a delay (`delayMs`). It verifies nothing itself: suites check
  * signatures with the standardwebhooks verifier, as a real receiver would.
  */
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -16,11 +17,17 @@ export interface ReceivedWebhook {
   payload: { type: string; timestamp: string; data: Record<string, unknown> };
   /** Date.now() when the request ended. */
   receivedAtMs: number;
-  /** What this receiver answered. */
+  /**
+   * What this receiver answered; CLIENT_GONE when the sender hung up (or died) before the answer
+   * (during `delayMs`), so nothing was answered.
+   */
   answered: number;
   /** The path the broker posted to (several endpoints can share one receiver). */
   path: string;
 }
+
+/** `answered` of a POST whose sender went away before it was answered (nginx's 499): not accepted. */
+export const CLIENT_GONE = 499;
 
 interface PlannedAnswer {
   status: number;
@@ -29,10 +36,13 @@ interface PlannedAnswer {
 
 export class WebhookReceiver {
   readonly received: ReceivedWebhook[] = [];
+  /** The webhook-id of every POST as it arrives, before any delay or answer. */
+  readonly arrivals: string[] = [];
   /** Milliseconds to wait before answering (a slow receiver; over 10 s is a timeout). */
   delayMs = 0;
   private readonly planned: PlannedAnswer[] = [];
   private failAll: PlannedAnswer | null = null;
+  private failWhen: { matches: (payload: ReceivedWebhook['payload']) => boolean; answer: PlannedAnswer } | null = null;
 
   private constructor(
     private readonly server: Server,
@@ -40,11 +50,11 @@ export class WebhookReceiver {
   ) {}
 
   static async start(): Promise<WebhookReceiver> {
-    let receiver: WebhookReceiver | undefined;
-    const server = createServer((request, response) => void receiver!.handle(request, response));
+    const server = createServer();
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    receiver = new WebhookReceiver(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const receiver = new WebhookReceiver(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    server.on('request', (request: IncomingMessage, response: ServerResponse) => void receiver.handle(request, response));
     return receiver;
   }
 
@@ -58,8 +68,14 @@ export class WebhookReceiver {
     this.failAll = { status };
   }
 
+  /** Every POST whose payload `matches` is answered `status` until `recover()` (others as usual). */
+  failMatching(matches: (payload: ReceivedWebhook['payload']) => boolean, status = 500): void {
+    this.failWhen = { matches, answer: { status } };
+  }
+
   recover(): void {
     this.failAll = null;
+    this.failWhen = null;
     this.planned.length = 0;
   }
 
@@ -70,7 +86,7 @@ export class WebhookReceiver {
 
   /** Deliveries answered 2xx, once per webhook-id. */
   acceptedIds(): string[] {
-    return [...new Set(this.received.filter((r) => r.answered < 300).map((r) => r.webhookId))];
+    return [...new Set(this.received.filter((r) => r.answered >= 200 && r.answered < 300).map((r) => r.webhookId))];
   }
 
   /** Waits until `check` returns something truthy (polling every 25 ms), or fails after `timeoutMs`. */
@@ -93,14 +109,24 @@ export class WebhookReceiver {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const body = Buffer.concat(chunks).toString('utf8');
-    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
-    const answer = this.failAll ?? this.planned.shift() ?? { status: 204 };
+    this.arrivals.push(String(request.headers['webhook-id']));
+    if (this.delayMs > 0) {
+      // A sender that hangs up (a timeout, or a killed process) ends the wait: nobody is left to answer.
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.delayMs);
+        response.once('close', () => resolve());
+      });
+      clearTimeout(timer);
+    }
+    const gone = response.destroyed || request.socket.destroyed;
     let payload: ReceivedWebhook['payload'];
     try {
       payload = JSON.parse(body) as ReceivedWebhook['payload'];
     } catch {
       payload = { type: '(not JSON)', timestamp: '', data: {} };
     }
+    const answer: PlannedAnswer = gone ? { status: CLIENT_GONE } : this.failAll ?? (this.failWhen?.matches(payload) ? this.failWhen.answer : undefined) ?? this.planned.shift() ?? { status: 204 };
     this.received.push({
       webhookId: String(request.headers['webhook-id']),
       timestamp: String(request.headers['webhook-timestamp']),
@@ -111,6 +137,6 @@ export class WebhookReceiver {
       answered: answer.status,
       path: request.url ?? '/',
     });
-    response.writeHead(answer.status, answer.headers).end();
+    if (!gone) response.writeHead(answer.status, answer.headers).end();
   }
 }
