@@ -1,15 +1,23 @@
-/** "00" to "99" and "000" to "999", so a timestamp is a few lookups and one concatenation. */
-const TWO_DIGITS = Array.from({ length: 100 }, (_, i) => String(i).padStart(2, '0'));
-const THREE_DIGITS = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
 const DAY_MS = 86_400_000;
 /** 10000-01-01T00:00:00.000Z: from there on Date writes a six-digit year. */
 const YEAR_10000_MS = 253_402_300_800_000;
+/** Character codes: '0', '-', 'T', ':', '.', 'Z'. */
+const ZERO = 48;
+const DASH = 45;
+const T = 84;
+const COLON = 58;
+const DOT = 46;
+const Z = 90;
 
 /**
- * `new Date(ms).toISOString()`, character for character, in about a fifth of its time: every
+ * `new Date(ms).toISOString()`, character for character, in about a third of its time: every
  * served token carries its expiry in this form, and the builtin (about 1 µs on this machine's
  * Node 20) was the largest single cost of a cached read in our own code. Whole milliseconds from
  * 1970 to 9999 are formatted here; anything else goes to the builtin.
+ *
+ * The string is made in one piece from character codes: concatenating two-digit strings instead
+ * was as fast but left a dozen intermediate strings per read, three and a half times the builtin's
+ * garbage, which a busy replica pays for in scavenges and in a larger young generation (RSS).
  */
 export function isoTime(ms: number): string {
   if (!Number.isInteger(ms) || ms < 0 || ms >= YEAR_10000_MS) return new Date(ms).toISOString();
@@ -30,21 +38,31 @@ export function isoTime(ms: number): string {
   const minutes = Math.floor(rest / 60_000);
   rest -= minutes * 60_000;
   const seconds = Math.floor(rest / 1000);
-  return (
-    TWO_DIGITS[Math.floor(year / 100)] +
-    TWO_DIGITS[year % 100] +
-    '-' +
-    TWO_DIGITS[month] +
-    '-' +
-    TWO_DIGITS[day] +
-    'T' +
-    TWO_DIGITS[hours] +
-    ':' +
-    TWO_DIGITS[minutes] +
-    ':' +
-    TWO_DIGITS[seconds] +
-    '.' +
-    THREE_DIGITS[rest - seconds * 1000] +
-    'Z'
+  const millis = rest - seconds * 1000;
+  return String.fromCharCode(
+    ZERO + Math.floor(year / 1000),
+    ZERO + (Math.floor(year / 100) % 10),
+    ZERO + (Math.floor(year / 10) % 10),
+    ZERO + (year % 10),
+    DASH,
+    ZERO + Math.floor(month / 10),
+    ZERO + (month % 10),
+    DASH,
+    ZERO + Math.floor(day / 10),
+    ZERO + (day % 10),
+    T,
+    ZERO + Math.floor(hours / 10),
+    ZERO + (hours % 10),
+    COLON,
+    ZERO + Math.floor(minutes / 10),
+    ZERO + (minutes % 10),
+    COLON,
+    ZERO + Math.floor(seconds / 10),
+    ZERO + (seconds % 10),
+    DOT,
+    ZERO + Math.floor(millis / 100),
+    ZERO + (Math.floor(millis / 10) % 10),
+    ZERO + (millis % 10),
+    Z,
   );
 }
