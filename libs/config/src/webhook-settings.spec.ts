@@ -113,6 +113,13 @@ describe('webhook settings', () => {
       }
     });
 
+    it('refuses a WEBHOOK_SECRET set to separators only (it would sign nothing and every delivery would fail)', () => {
+      const problems: string[] = [];
+      const settings = readWebhookSettings(read({}), 'https://hooks.example.com/broker', ' , ', true, problems);
+      expect(settings.secrets).toEqual([]);
+      expect(problems).toEqual([expect.stringMatching(/^WEBHOOK_SECRET: no secret given/)]);
+    });
+
     it('loadConfig refuses them all in one ConfigError whose message quotes no URL query or secret', () => {
       const dataDir = mkdtempSync(join(tmpdir(), 'tb-webhook-config-'));
       try {

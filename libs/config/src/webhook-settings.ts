@@ -61,7 +61,10 @@ export function readWebhookSettings(
 
   const secrets: string[] = [];
   if (urls.length > 0 || secretSpec !== undefined) {
-    for (const [index, secret] of (secretSpec ?? '').split(/[\s,]+/).filter((s) => s !== '').entries()) {
+    const given = (secretSpec ?? '').split(/[\s,]+/).filter((s) => s !== '');
+    // Unset is reported with the other secrets (required in production, generated elsewhere); set to nothing is an error here.
+    if (secretSpec !== undefined && given.length === 0) problems.push('WEBHOOK_SECRET: no secret given (expected whsec_ followed by the base64 of 24 to 64 random bytes)');
+    for (const [index, secret] of given.entries()) {
       const match = SECRET_PATTERN.exec(secret);
       const bytes = match ? Buffer.from(match[1], 'base64').length : 0;
       if (bytes < 24 || bytes > 64) problems.push(`WEBHOOK_SECRET: secret ${index + 1} must be whsec_ followed by the base64 of 24 to 64 random bytes`);

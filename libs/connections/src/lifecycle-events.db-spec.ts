@@ -257,14 +257,14 @@ describe('lifecycle events outbox (real Postgres)', () => {
     expect(recorded.map((e) => e.provider)).toEqual(['copyai', 'copyai', 'copyai']);
   });
 
-  // BUG (libs/connections/src/postgres-connection-refresh.repository.ts, recordFailure): whether
+  // Was a bug (libs/connections/src/postgres-connection-refresh.repository.ts, recordFailure): whether
   // the statement opened the streak is computed as `refresh_failing_since = $5` (the row's value
   // after the update equals this write's time), not "it was NULL before". A second transient
   // failure written at the same instant as the one that opened the streak (same clock reading:
   // a ManualClock, or two failure writes of one connection within one millisecond, e.g. an admin
   // "refresh now" beside a read's refresh, which bypass backoff) keeps refresh_failing_since = $5
   // and so records connection.refresh_failing a second time for one streak.
-  it('BUG: a second failure at the same clock instant does not report the streak twice', async () => {
+  it('a second failure at the same clock instant does not report the streak twice', async () => {
     const record = await connect('acme');
     clock.advance(2 * HOUR_MS);
     await refreshes.recordRefreshFailure(record.id, record.version, unavailable, null);
@@ -272,14 +272,14 @@ describe('lifecycle events outbox (real Postgres)', () => {
     expect(await types()).toEqual(['connection.connected', 'connection.refresh_failing']);
   });
 
-  // BUG (libs/connections/src/postgres-connection.repository.ts, revokeWhere): "unless it was
+  // Was a bug (libs/connections/src/postgres-connection.repository.ts, revokeWhere): "unless it was
   // revoked already" is read from the CTE `before AS (SELECT status FROM connections WHERE id = $1)`,
   // which sees the statement's snapshot. When two unfenced revokes (markRevoked, $4 NULL) wait
   // on the same row lock, the second one's UPDATE re-checks only its own WHERE (id, no status
   // or version condition) after the first commits, and proceeds; its `before` still says
   // 'active', so it records a second connection.revoked for a change that did not happen.
   // ConnectionRevoker.revoke falls back to markRevoked after three rounds of version changes.
-  it('BUG: two racing unfenced revokes of one connection record one connection.revoked', async () => {
+  it('two racing unfenced revokes of one connection record one connection.revoked', async () => {
     const record = await connect('acme');
     const holder = new Client({ connectionString: testDatabaseUrl() });
     await holder.connect();
@@ -291,7 +291,7 @@ describe('lifecycle events outbox (real Postgres)', () => {
       for (let waited = 0; ; waited += 25) {
         const [{ waiting }] = await dataSource.query(
           // (The start of the statement: pg_stat_activity keeps only its first 1 kB.)
-          `SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH before AS (SELECT status FROM connections%'`,
+          `SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH before AS (SELECT id, status FROM connections%'`,
         );
         if (waiting === 2) break;
         if (waited > 10_000) throw new Error('the revokes never queued on the row lock');

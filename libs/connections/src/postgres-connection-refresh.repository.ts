@@ -79,7 +79,7 @@ export class PostgresConnectionRefreshRepository extends ConnectionRefreshReposi
     // The same statement ends a reported failure streak (connection.recovered) and the
     // provider's invalid_client streak: the client credentials just worked.
     const rows: ConnectionRow[] = await this.dataSource.query(
-      `WITH before AS (SELECT refresh_failing_since FROM connections WHERE id = $1),
+      `WITH before AS (SELECT id, refresh_failing_since FROM connections WHERE id = $1 FOR UPDATE),
        c AS (
          UPDATE connections SET access_token_sealed = $3,
            refresh_token_sealed = COALESCE($4, refresh_token_sealed),
@@ -88,7 +88,7 @@ export class PostgresConnectionRefreshRepository extends ConnectionRefreshReposi
            updated_at = $9, last_refreshed_at = $9, last_error_code = NULL, last_error_message = NULL,
            last_error_at = NULL, version = version + 1, next_refresh_at = $10, refresh_failures = 0,
            refresh_failing_since = NULL, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${SEALED_COLUMNS}),
+         WHERE id = (SELECT id FROM before) AND version = $2 AND status = 'active' RETURNING ${SEALED_COLUMNS}),
        recovered_event AS (${insertConnectionEvent(LifecycleEventType.Recovered, 'c', `'refreshed'`, '(SELECT refresh_failing_since FROM before) IS NOT NULL')}),
        streak_closed AS (${closeMisconfiguredStreak('(SELECT provider FROM c)')})
        SELECT * FROM c`,
@@ -112,12 +112,12 @@ export class PostgresConnectionRefreshRepository extends ConnectionRefreshReposi
     const sealed = this.sealer.sealDerivedToken(input.id, input.token);
     const now = this.clock.now();
     const rows: ConnectionRow[] = await this.dataSource.query(
-      `WITH before AS (SELECT refresh_failing_since FROM connections WHERE id = $1),
+      `WITH before AS (SELECT id, refresh_failing_since FROM connections WHERE id = $1 FOR UPDATE),
        c AS (
          UPDATE connections SET derived_token_sealed = $3, derived_expires_at = $4, derived_refresh_at = $5,
            updated_at = $6, last_error_code = NULL, last_error_message = NULL, last_error_at = NULL,
            version = version + 1, refresh_failures = 0, refresh_failing_since = NULL, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND version = $2 AND status = 'active' RETURNING ${SEALED_COLUMNS}),
+         WHERE id = (SELECT id FROM before) AND version = $2 AND status = 'active' RETURNING ${SEALED_COLUMNS}),
        recovered_event AS (${insertConnectionEvent(LifecycleEventType.Recovered, 'c', `'refreshed'`, '(SELECT refresh_failing_since FROM before) IS NOT NULL')})
        SELECT * FROM c`,
       [input.id, input.expectedVersion, sealed, input.expiresAt, input.refreshAt, now],
@@ -147,6 +147,11 @@ export class PostgresConnectionRefreshRepository extends ConnectionRefreshReposi
   }
 
   /**
+   * The `before` CTEs here read the row's previous state FOR UPDATE, and the UPDATE takes its row
+   * through them: under READ COMMITTED a locking read returns the newest committed version after
+   * any wait, so "was it set before this write" is never answered from a stale snapshot (two
+   * writes racing on one row record one event, not two).
+   *
    * A failed refresh (or mint) of the token whose expiry is in `plan.served`, to be tried again
    * at `plan.retryAt` (in `plan.column`; null keeps it). In the same statement: the first
    * transient failure once the served token has expired opens the reported streak
@@ -160,15 +165,16 @@ export class PostgresConnectionRefreshRepository extends ConnectionRefreshReposi
     plan: { column: 'next_refresh_at' | 'derived_refresh_at'; retryAt: Date | null; served: 'expires_at' | 'derived_expires_at' },
   ): Promise<boolean> {
     const rows: Array<{ updated: number }> = await this.dataSource.query(
-      `WITH c AS (
+      `WITH before AS (SELECT id, refresh_failing_since FROM connections WHERE id = $1 FOR UPDATE),
+       c AS (
          UPDATE connections SET last_error_code = $3::text, last_error_message = $4, last_error_at = $5, updated_at = $5,
            refresh_failures = refresh_failures + 1, ${plan.column} = COALESCE($6, ${plan.column}),
            refresh_failing_since = CASE
              WHEN refresh_failing_since IS NULL AND $3::text = ANY($7::text[]) AND ${plan.served} <= $5 THEN $5
              ELSE refresh_failing_since END,
            lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND version = $2 AND status = 'active'
-         RETURNING ${RECORD_COLUMNS}, refresh_failing_since = $5 AS failing_opened),
+         WHERE id = (SELECT id FROM before) AND version = $2 AND status = 'active'
+         RETURNING ${RECORD_COLUMNS}, (refresh_failing_since IS NOT NULL AND (SELECT refresh_failing_since FROM before) IS NULL) AS failing_opened),
        failing_event AS (${insertConnectionEvent(LifecycleEventType.RefreshFailing, 'c', 's.last_error_code', 's.failing_opened')}),
        ${openMisconfiguredStreak('c', `s.last_error_code = '${ConnectionErrorCode.InvalidClient}'`)}
        SELECT count(*)::int AS updated FROM c`,

@@ -148,17 +148,18 @@ export class PostgresConnectionRepository extends ConnectionRepository {
 
   /**
    * Erases the row's secrets and marks it revoked (only at `expectedVersion` unless that is null),
-   * recording connection.revoked unless it was revoked already.
+   * recording connection.revoked unless it was revoked already. The previous status is read FOR
+   * UPDATE (the newest committed one after any wait), so two racing revokes record one event.
    */
   private async revokeWhere(id: string, expectedVersion: number | null, reason: RevocationReason): Promise<ConnectionRecord | null> {
     const rows: ConnectionRow[] = await this.dataSource.query(
-      `WITH before AS (SELECT status FROM connections WHERE id = $1),
+      `WITH before AS (SELECT id, status FROM connections WHERE id = $1 FOR UPDATE),
        c AS (
          UPDATE connections SET status = 'revoked', access_token_sealed = NULL, refresh_token_sealed = NULL, credential_sealed = NULL,
            derived_token_sealed = NULL, derived_expires_at = NULL, derived_refresh_at = NULL,
            expires_at = NULL, refresh_token_expires_at = NULL, updated_at = $2, version = version + 1,
            next_refresh_at = NULL, refresh_failing_since = NULL, lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND ($4::int IS NULL OR version = $4) RETURNING ${RECORD_COLUMNS}),
+         WHERE id = (SELECT id FROM before) AND ($4::int IS NULL OR version = $4) RETURNING ${RECORD_COLUMNS}),
        revoked_event AS (${insertConnectionEvent(LifecycleEventType.Revoked, 'c', '$3', "(SELECT status FROM before) <> 'revoked'")})
        SELECT * FROM c`,
       [id, this.clock.now(), reason, expectedVersion],
