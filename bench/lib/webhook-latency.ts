@@ -52,6 +52,11 @@ export async function runWebhookLatency(settings: WebhookSettings, env: BenchEnv
   cleanup.add('stop the webhook receiver', () => receiver.close());
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
   const adminKey = `adm-${randomBytes(24).toString('base64url')}`;
+  // The phases share one database: start from no connections and no events (TRUNCATE: no NOTIFY storm).
+  const db = new Client({ connectionString: env.database.url, application_name: 'token-broker-bench-webhooks' });
+  await db.connect();
+  cleanup.add('close the webhook phase database client', () => db.end());
+  await db.query('TRUNCATE connections, lifecycle_events, webhook_deliveries');
   step(`webhooks: starting ${settings.replicas} replicas and storing ${settings.events.toLocaleString('en-US')} connections`);
   const replicas = await Promise.all(
     Array.from({ length: settings.replicas }, (_, i) =>
@@ -107,8 +112,6 @@ export async function runWebhookLatency(settings: WebhookSettings, env: BenchEnv
   const lastMs = Math.max(...receiver.received.map((r) => r.receivedAtMs));
   const latencyMs = { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round(latencies[latencies.length - 1] ?? NaN, 1) };
   const missing = seeded.length - seen.size;
-  const db = new Client({ connectionString: env.database.url, application_name: 'token-broker-bench-webhooks' });
-  await db.connect();
   const stages = await db
     .query<{ dispatch_p50: number; dispatch_p99: number; claim_p50: number; claim_p99: number }>(
       `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.created_at - e.occurred_at)) * 1000 AS dispatch_p50,
@@ -116,8 +119,7 @@ export async function runWebhookLatency(settings: WebhookSettings, env: BenchEnv
               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.last_attempt_at - d.created_at)) * 1000 AS claim_p50,
               percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.last_attempt_at - d.created_at)) * 1000 AS claim_p99
        FROM webhook_deliveries d JOIN lifecycle_events e ON e.id = d.event_id`,
-    )
-    .finally(() => db.end());
+    );
   const stage = stages.rows[0];
   const stagesMs = {
     dispatch: { p50: round(Number(stage.dispatch_p50), 1), p99: round(Number(stage.dispatch_p99), 1) },
