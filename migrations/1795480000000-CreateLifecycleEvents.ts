@@ -13,7 +13,8 @@ import { MigrationInterface, QueryRunner } from 'typeorm';
  * `webhook_deliveries` holds one row per event and endpoint (WEBHOOK_URLS), created by a
  * dispatcher when it picks the event up (`dispatched`), and claimed by replicas with FOR UPDATE
  * SKIP LOCKED. `stream` is what delivery order is kept within: the connection, or the provider
- * for provider events. An insert NOTIFYs `lifecycle_event` so dispatchers wake at once.
+ * for provider events. A statement that inserts events NOTIFYs `lifecycle_event` once, so
+ * dispatchers wake at once (one that inserts none, the common case, stays silent).
  *
  * `connections.refresh_failing_since` marks a refresh failure streak that was reported
  * (connection.refresh_failing), so it is reported once and its end (connection.recovered) is
@@ -67,13 +68,17 @@ export class CreateLifecycleEvents1795480000000 implements MigrationInterface {
     await queryRunner.query(`
       CREATE FUNCTION notify_lifecycle_event() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        PERFORM pg_notify('lifecycle_event', '');
+        -- A statement trigger fires for an INSERT of no rows too, and most connection writes carry
+        -- an event CTE that inserts nothing: only a statement that recorded an event wakes anyone.
+        IF EXISTS (SELECT 1 FROM inserted) THEN
+          PERFORM pg_notify('lifecycle_event', '');
+        END IF;
         RETURN NULL;
       END $$
     `);
     await queryRunner.query(`
-      CREATE TRIGGER lifecycle_events_inserted AFTER INSERT ON lifecycle_events FOR EACH STATEMENT
-      EXECUTE FUNCTION notify_lifecycle_event()
+      CREATE TRIGGER lifecycle_events_inserted AFTER INSERT ON lifecycle_events REFERENCING NEW TABLE AS inserted
+      FOR EACH STATEMENT EXECUTE FUNCTION notify_lifecycle_event()
     `);
   }
 

@@ -91,7 +91,7 @@ describe('webhook deliveries given up, retried and listed', () => {
       lastStatus: 503,
       deliveredAt: null,
       nextAttemptAt: null,
-      endpoint: `${receiver.url}/hooks`,
+      endpoint: receiver.url,
     });
     expect(JSON.stringify(failed)).not.toContain(RECEIVER_TOKEN);
     expect(receiver.received.map((r) => [r.webhookId, r.answered])).toEqual([

@@ -51,7 +51,7 @@ describe('lifecycle events (webhooks)', () => {
     expect(listed.status).toBe(200);
     const page = (await listed.json()) as { items: Array<Record<string, unknown>> };
     expect(page.items).toEqual([
-      expect.objectContaining({ webhookId: attempts[0].webhookId, type: 'connection.connected', status: 'delivered', attempts: 3, lastStatus: 204, endpoint: `${receiver.url}/hooks` }),
+      expect.objectContaining({ webhookId: attempts[0].webhookId, type: 'connection.connected', status: 'delivered', attempts: 3, lastStatus: 204, endpoint: receiver.url }),
     ]);
   });
 });

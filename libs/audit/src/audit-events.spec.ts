@@ -1,7 +1,7 @@
 import { webhookGivenUp } from './audit-events';
 
 describe('webhookGivenUp (the hook for the webhook deliverer)', () => {
-  it('records the last answer as the outcome, system as the actor, and the endpoint without query or credentials', () => {
+  it('records the last answer as the outcome, system as the actor, and the endpoint by its origin only', () => {
     expect(
       webhookGivenUp({
         deliveryId: '41',
@@ -20,7 +20,7 @@ describe('webhookGivenUp (the hook for the webhook deliverer)', () => {
       account: 'acme',
       provider: 'copyai',
       outcome: '500',
-      detail: { deliveryId: '41', webhookId: 'msg_1', type: 'connection.revoked', endpoint: 'https://hooks.example.com/broker', attempts: 17 },
+      detail: { deliveryId: '41', webhookId: 'msg_1', type: 'connection.revoked', endpoint: 'https://hooks.example.com', attempts: 17 },
     });
   });
 

@@ -20,8 +20,8 @@ export interface GivenUpDelivery {
 /**
  * The audit record of a webhook delivery given up after its last retry (DESIGN: `webhook.given_up`,
  * actor `system`, outcome the last answer's status). The hook for the webhook deliverer: it
- * records `auditLog.record(webhookGivenUp(delivery))`. The endpoint is kept without its query
- * or credentials, which may carry a secret.
+ * records `auditLog.record(webhookGivenUp(delivery))`. The endpoint is kept by its origin only:
+ * the rest of a webhook URL may carry the receiver's secret.
  */
 export function webhookGivenUp(delivery: GivenUpDelivery): AuditEvent {
   return {

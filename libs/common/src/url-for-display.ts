@@ -1,11 +1,11 @@
 /**
- * A URL as logs, audit records and admin views may show it: origin and path, without user info,
- * query or fragment, where a receiver's token often sits (webhook URLs especially).
+ * A URL as logs, audit records and admin views may show it: its origin only. Webhook URLs carry
+ * the receiver's credential in the query, the user info or the path itself (Slack's
+ * /services/T…/B…/<secret>, Discord's /api/webhooks/<id>/<token>), so no part after the origin is safe.
  */
 export function urlForDisplay(value: string): string {
   try {
-    const url = new URL(value);
-    return `${url.origin}${url.pathname}`;
+    return new URL(value).origin;
   } catch {
     return '(not a URL)';
   }

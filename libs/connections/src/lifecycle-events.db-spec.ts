@@ -304,4 +304,31 @@ describe('lifecycle events outbox (real Postgres)', () => {
     }
     expect(await types()).toEqual(['connection.connected', 'connection.revoked']);
   });
+
+  // Was a bug (the migration's trigger): a statement trigger fires for an INSERT of no rows too, so
+  // every refresh write (whose event CTE usually inserts nothing) woke every dispatcher.
+  it('NOTIFYs lifecycle_event only for a statement that recorded an event', async () => {
+    const record = await connect('acme');
+    const listener = new Client({ connectionString: testDatabaseUrl() });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (message) => heard.push(message.channel));
+    try {
+      await listener.query('LISTEN lifecycle_event');
+      const settle = async (): Promise<number> => {
+        // A NOTIFY is delivered at commit; a round trip on the listener after that flushes it.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await listener.query('SELECT 1');
+        return heard.length;
+      };
+      await refreshed(record);
+      await refreshes.recordRefreshFailure(record.id, record.version + 1, unavailable, null);
+      expect(await settle()).toBe(0);
+      await connections.markRevoked(record.id, 'connection.revoke');
+      expect(await settle()).toBe(1);
+    } finally {
+      await listener.end();
+    }
+    expect(await types()).toEqual(['connection.connected', 'connection.revoked']);
+  });
 });

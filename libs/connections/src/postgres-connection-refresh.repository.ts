@@ -152,6 +152,11 @@ export class PostgresConnectionRefreshRepository extends ConnectionRefreshReposi
    * any wait, so "was it set before this write" is never answered from a stale snapshot (two
    * writes racing on one row record one event, not two).
    *
+   * `refresh_failing_since` is one marker for both plans a row may have (the token's refresh and
+   * the derived token's mint): a success of either ends a streak either opened. Today no
+   * connection depends on both at once (a derived token is minted from a stored static or
+   * long-lived credential).
+   *
    * A failed refresh (or mint) of the token whose expiry is in `plan.served`, to be tried again
    * at `plan.retryAt` (in `plan.column`; null keeps it). In the same statement: the first
    * transient failure once the served token has expired opens the reported streak

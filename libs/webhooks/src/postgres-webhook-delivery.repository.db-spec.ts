@@ -96,7 +96,7 @@ describe('PostgresWebhookDeliveryRepository (real Postgres)', () => {
     // Written once: a late duplicate write of the same owner finds it no longer pending.
     expect(await repository.complete(theirs.id, 'r2', { kind: 'delivered', status: 204 })).toBe(false);
     const [view] = await repository.list({ status: 'failed' }, 10);
-    expect(view).toMatchObject({ id: mine.id, status: 'failed', attempts: 2, lastStatus: 500, endpoint: 'https://a.example.com/hooks' });
+    expect(view).toMatchObject({ id: mine.id, status: 'failed', attempts: 2, lastStatus: 500, endpoint: 'https://a.example.com' });
   });
 
   it('retry: a failed delivery is pending again with a fresh budget; others report their status; unknown is null', async () => {

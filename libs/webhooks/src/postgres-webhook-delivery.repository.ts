@@ -115,7 +115,8 @@ export class PostgresWebhookDeliveryRepository extends WebhookDeliveryRepository
   async retry(id: string): Promise<{ retried: DeliveryView } | { status: DeliveryStatus } | null> {
     const rows: DeliveryRow[] = await this.dataSource.query(
       `WITH retried AS (
-         UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL
+         UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = clock_timestamp(), created_at = clock_timestamp(),
+           lease_owner = NULL, lease_expires_at = NULL
          WHERE id = $1 AND status = 'failed' RETURNING *)
        SELECT ${VIEW_COLUMNS} FROM retried d JOIN lifecycle_events e ON e.id = d.event_id`,
       [id],

@@ -68,9 +68,11 @@ export type AttemptResult =
 export abstract class WebhookDeliveryRepository {
   /**
    * Turns recorded events nobody has dispatched yet into one pending delivery per endpoint, up to
-   * `limit` events, in event order; with no endpoints they are only marked dispatched (recorded,
-   * sent nowhere). One replica at a time (an advisory lock), so a later event of a stream never
-   * gets its delivery before an earlier one. Returns how many events it dispatched.
+   * `limit` events, in event order. One replica at a time, so a later event of a stream never gets
+   * its delivery before an earlier one: a try-lock (pg_try_advisory_xact_lock), so a replica that
+   * does not get the turn returns 0 at once and leaves the events to the holder. The lock is taken
+   * after the statement's snapshot, so a new holder may pick events the last one just dispatched;
+   * ON CONFLICT (event_id, endpoint) makes that harmless. Returns how many events it dispatched.
    */
   abstract dispatchNew(endpoints: ReadonlyArray<string>, limit: number): Promise<number>;
 
@@ -84,7 +86,9 @@ export abstract class WebhookDeliveryRepository {
   abstract list(filter: DeliveryFilter, limit: number): Promise<DeliveryView[]>;
 
   /**
-   * A failed (given up) delivery goes back to pending, due now, with a fresh attempt budget.
+   * A failed (given up) delivery goes back to pending, due now, queued anew (the backlog age starts
+   * again) with a fresh attempt budget. It arrives after the later events of its connection that
+   * were delivered meanwhile.
    * Returns it, or its current status when it is not failed, or null when there is none.
    */
   abstract retry(id: string): Promise<{ retried: DeliveryView } | { status: DeliveryStatus } | null>;

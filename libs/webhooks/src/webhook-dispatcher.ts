@@ -30,7 +30,7 @@ const PRUNE_BATCH = 1_000;
  * A 2xx is delivered; anything else, or no answer within WEBHOOK_TIMEOUT_MS, is retried after
  * webhookRetryDelayMs (Retry-After honoured), until WEBHOOK_MAX_ATTEMPTS: then the delivery is
  * `failed`, audited (webhook.given_up) and waits for POST /admin/webhook-deliveries/:id/retry.
- * With no WEBHOOK_URLS, events are still dispatched (marked, sent nowhere).
+ * A replica without WEBHOOK_URLS neither dispatches nor delivers: events wait for one that has them.
  */
 @Injectable()
 export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -95,11 +95,15 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
 
   private async runPass(): Promise<void> {
     const { urls } = this.config.webhooks;
+    // A replica without WEBHOOK_URLS leaves events alone: replicas that have endpoints (during a
+    // rolling change of the setting, say) must not find them dispatched to nobody.
+    if (urls.length === 0 || this.stopped) return;
     if (this.eventsWaiting) {
       this.eventsWaiting = false;
+      // 0 also when another replica holds the dispatch turn: it dispatches them, and every
+      // replica hears the NOTIFY of events that come meanwhile.
       while ((await this.deliveries.dispatchNew(urls, DISPATCH_BATCH)) === DISPATCH_BATCH && !this.stopped);
     }
-    if (urls.length === 0 || this.stopped) return;
     const room = MAX_DELIVERIES_IN_FLIGHT - this.inFlight.size;
     if (room <= 0) return;
     const claimed = await this.deliveries.claimDue(this.owner, WEBHOOK_TIMEOUT_MS + LEASE_MARGIN_MS, room);
@@ -119,8 +123,17 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
 
   private async attempt(delivery: ClaimedDelivery): Promise<void> {
     const { event } = delivery;
+    let body: string;
+    try {
+      body = webhookBody(event);
+    } catch (error) {
+      // Not expected (the snapshot is the row's own columns); retrying cannot help, and a stuck
+      // delivery would hold back every later event of its connection.
+      await this.finish(delivery, { kind: 'given_up', status: null, error: `the payload could not be built: ${(error as Error).message}` });
+      return;
+    }
     // The signature's timestamp is wall time: receivers compare it with theirs (Standard Webhooks allows 5 min).
-    const answer = await this.sender.send(delivery.endpoint, event.id, webhookBody(event), new Date());
+    const answer = await this.sender.send(delivery.endpoint, event.id, body, new Date());
     const ok = answer.status !== null && answer.status >= 200 && answer.status < 300;
     this.metrics.webhookAttempts.inc({ result: ok ? 'delivered' : answer.status === null ? 'no_answer' : 'refused' });
     const error = answer.error ?? `answered ${answer.status}`;
@@ -135,6 +148,12 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
             error,
             delayMs: webhookRetryDelayMs(settings, delivery.attempt, Math.random(), answer.retryAfterMs),
           };
+    await this.finish(delivery, result);
+  }
+
+  /** Writes an attempt's result under the lease; counts, logs and audits what ended. */
+  private async finish(delivery: ClaimedDelivery, result: AttemptResult): Promise<void> {
+    const { event } = delivery;
     let written: boolean;
     try {
       written = await this.deliveries.complete(delivery.id, this.owner, result);
@@ -146,7 +165,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
     if (!written) return;
     if (result.kind !== 'retry') this.metrics.webhookDeliveries.inc({ type: event.type, result: result.kind });
     if (result.kind === 'given_up') {
-      this.logger.warn(`gave up webhook delivery ${delivery.id} (${event.type}) after ${delivery.attempt} attempts: ${error}`);
+      this.logger.warn(`gave up webhook delivery ${delivery.id} (${event.type}) after ${delivery.attempt} attempts: ${result.error}`);
       this.audit.record(
         webhookGivenUp({
           deliveryId: delivery.id,
@@ -156,7 +175,7 @@ export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationS
           account: event.account,
           provider: event.provider,
           attempts: delivery.attempt,
-          lastStatus: answer.status,
+          lastStatus: result.status,
         }),
       );
     }

@@ -145,7 +145,7 @@ export class WebhookDeliveryDto implements DeliveryView {
   @ApiProperty({ enum: [...LIFECYCLE_EVENT_TYPES] }) type!: LifecycleEventType;
   @ApiProperty({ nullable: true, type: String, description: 'null for provider.misconfigured' }) account!: string | null;
   @ApiProperty() provider!: string;
-  @ApiProperty({ description: 'the receiving endpoint, without query or user info' }) endpoint!: string;
+  @ApiProperty({ description: "the receiving endpoint's origin (the rest of a webhook URL may hold the receiver's secret)" }) endpoint!: string;
   @ApiProperty({ enum: [...DELIVERY_STATUSES], description: 'failed: given up after WEBHOOK_MAX_ATTEMPTS' }) status!: DeliveryStatus;
   @ApiProperty({ description: 'attempts made since it was queued (or last retried by an admin)' }) attempts!: number;
   @ApiProperty({ description: 'when the change happened' }) occurredAt!: string;

@@ -121,7 +121,6 @@ export class AdminService {
       }
       draft.account = outcome.retried.account ?? undefined;
       draft.provider = outcome.retried.provider;
-      draft.outcome = 'retried';
       this.webhooks.wake();
       return outcome.retried;
     });
