@@ -21,9 +21,11 @@ export function useBrokerSuite(options: { env?: Record<string, string>; clock?: 
   const suite = {} as BrokerSuite;
   const { clock, logger } = options;
   beforeAll(async () => {
+    // Empty before the broker starts too: its webhook dispatcher would pick up events other suites left.
+    suite.db = await openTestDataSource();
+    await truncateAll(suite.db);
     suite.sandbox = await startProviderSandbox(clock ? { clock: () => clock.nowMs() } : {});
     suite.broker = await startTestBroker({ ...suite.sandbox.env(), REFRESH_SCHEDULER_ENABLED: 'false', ...options.env }, { clock, logger });
-    suite.db = await openTestDataSource();
   });
   afterAll(async () => {
     await suite.broker?.close();
