@@ -18,6 +18,7 @@ import { apiKeyPage, apiKeyPageHeaders, confirmPage, confirmPageHeaders } from '
 import { OAuthStateStore, sha256, STATE_LENGTH, STATE_TTL_MS } from './oauth-state.store';
 import { ReturnToPolicy } from './return-to-policy';
 import { ConnectedUser, ProviderOAuthStrategy } from './strategies/provider-oauth.strategy';
+import { ConnectionCache } from '@app/tokens';
 
 /** Connect links live 30 minutes at most (DESIGN). */
 export const SESSION_TTL_MS = 30 * 60 * 1000;
@@ -92,6 +93,7 @@ export class ConnectService implements OnModuleInit {
     private readonly clock: Clock,
     private readonly planner: RefreshPlanner,
     private readonly credentials: StaticCredentialService,
+    private readonly cache: ConnectionCache,
   ) {
     this.returnTo = new ReturnToPolicy(config.connectReturnOrigins);
     this.secureCookies = config.publicUrl.startsWith('https:');
@@ -349,6 +351,8 @@ export class ConnectService implements OnModuleInit {
         identity: user.identity,
         nextRefreshAt: this.planner.nextRefreshAt(tokens.expiresAt, tokens.refreshToken !== null, now, tokens.refreshTokenExpiresAt ?? null),
       });
+      // Other replicas drop their copy by NOTIFY; this one must not serve the replaced connection meanwhile.
+      this.cache.invalidate(session.account);
       this.logger.log(`connected ${settings.id} for account ${session.account} (session by ${session.createdBy})`);
       return { kind: 'connected', session, connection };
     }
