@@ -207,19 +207,7 @@ export class ConnectService implements OnModuleInit {
   async begin(provider: string, form: Record<string, unknown>, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const settings = this.settings(provider);
     const token = this.sessionToken(form.session);
-    const presented = this.cookie(req, this.confirmCookieName(settings.id));
-    const echoed = form.confirm;
-    if (
-      req.headers['sec-fetch-site'] === 'cross-site' ||
-      !presented ||
-      typeof echoed !== 'string' ||
-      !timingSafeEqual(sha256(presented), sha256(echoed))
-    ) {
-      throw new DomainError(
-        ErrorCode.SessionInvalid,
-        'this confirmation did not come from the connect page in this browser; open the link from the application again',
-      );
-    }
+    this.assertFromConnectPage(settings.id, form, req, 'this confirmation did not come from the connect page in this browser');
     const session = await this.flows.consumeSession(sha256(token), settings.id, this.clock.now(), AuthMode.OAuth2);
     if (typeof session === 'string') throw new DomainError(ErrorCode.SessionInvalid, SESSION_REFUSALS[session]);
 
@@ -245,7 +233,7 @@ export class ConnectService implements OnModuleInit {
   async submitKey(provider: string, form: Record<string, unknown>, req: IncomingMessage, res: ServerResponse): Promise<KeySubmission> {
     const id = this.providerId(provider);
     const token = this.sessionToken(form.session);
-    this.assertFromConnectPage(id, form, req);
+    this.assertFromConnectPage(id, form, req, 'this form was not sent from the connect page in this browser');
     const session = await this.flows.findSession(sha256(token), id, this.clock.now());
     if (typeof session === 'string' || session.authMode !== AuthMode.ApiKey) {
       throw new DomainError(ErrorCode.SessionInvalid, SESSION_REFUSALS[typeof session === 'string' ? session : 'unknown']);
@@ -396,8 +384,16 @@ export class ConnectService implements OnModuleInit {
     return message.replace('apiKey is required', 'Enter the API key').replace(/^userEmail /, 'The email ').replace('; userEmail ', '; the email ');
   }
 
-  /** The form came from this broker's page in this browser: its cookie echoed, and not sent cross-site. */
-  private assertFromConnectPage(provider: string, form: Record<string, unknown>, req: IncomingMessage): void {
+  /**
+   * The form (the confirmation page's button, or the API key form) came from this broker's page
+   * in this browser: its cookie echoed, and not sent cross-site. `refusal` says which form it was.
+   */
+  private assertFromConnectPage(
+    provider: string,
+    form: Record<string, unknown>,
+    req: IncomingMessage,
+    refusal: string,
+  ): void {
     const presented = this.cookie(req, this.confirmCookieName(provider));
     const echoed = form.confirm;
     if (
@@ -406,10 +402,7 @@ export class ConnectService implements OnModuleInit {
       typeof echoed !== 'string' ||
       !timingSafeEqual(sha256(presented), sha256(echoed))
     ) {
-      throw new DomainError(
-        ErrorCode.SessionInvalid,
-        'this form was not sent from the connect page in this browser; open the link from the application again',
-      );
+      throw new DomainError(ErrorCode.SessionInvalid, `${refusal}; open the link from the application again`);
     }
   }
 
