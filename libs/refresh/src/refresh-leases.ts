@@ -1,10 +1,8 @@
-import { Clock } from '@app/common';
+import { Clock, newLeaseOwnerId } from '@app/common';
 import { AppConfig } from '@app/config';
 import { ConnectionRefreshRepository, RefreshState, SealedConnection } from '@app/connections';
 import { PROVIDER_TIMEOUT_MS } from '@app/providers';
 import { Injectable } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 
 /** A held claim is used only while its lease still covers a whole provider call plus this. */
 const CLAIM_SAFETY_MS = 2_000;
@@ -33,7 +31,7 @@ interface HeldClaim {
  */
 @Injectable()
 export class RefreshLeases {
-  readonly owner = `${hostname().slice(0, 32)}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  readonly owner = newLeaseOwnerId();
   private readonly held = new Map<string, HeldClaim>();
   /** Rows a `claim` is reading right now, with how many such calls. */
   private readonly claiming = new Map<string, number>();

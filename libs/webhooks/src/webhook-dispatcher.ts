@@ -1,10 +1,9 @@
 import { webhookGivenUp } from '@app/audit';
+import { newLeaseOwnerId } from '@app/common';
 import { AppConfig, webhookRetryDelayMs } from '@app/config';
 import { DatabaseNotifications, describeDatabaseError } from '@app/database';
 import { AuditLog, Metrics } from '@app/observability';
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import { AttemptResult, ClaimedDelivery, WebhookDeliveryRepository } from './webhook-delivery.repository';
 import { webhookBody } from './webhook-payload';
 import { WEBHOOK_TIMEOUT_MS, WebhookSender } from './webhook-sender';
@@ -36,7 +35,7 @@ const PRUNE_BATCH = 1_000;
 export class WebhookDispatcher implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('Webhooks');
   /** Written into every claim this replica takes. */
-  readonly owner = `${hostname().slice(0, 32)}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  readonly owner = newLeaseOwnerId();
   private readonly inFlight = new Set<Promise<void>>();
   private pass?: Promise<void>;
   private passAgain = false;
