@@ -2,4 +2,4 @@ export * from './domain-error';
 export * from './clock';
 export * from './account-id';
 export * from './url-for-display';
-export * from './replica-id';
+export * from './lease-owner-id';
