@@ -143,7 +143,8 @@ function requestsFor(accounts: readonly string[], query: string): AutocannonRequ
   return accounts.map((account) => ({ method: 'GET', path: `/tokens/${encodeURIComponent(account)}${query}` }));
 }
 
-function percentile(sorted: Float64Array, q: number): number {
+/** The q-quantile of ascending `sorted` (nearest rank), rounded to `digits` decimals; NaN when empty. */
+export function percentile(sorted: ArrayLike<number>, q: number, digits = 2): number {
   if (sorted.length === 0) return NaN;
-  return round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)], 2);
+  return round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)], digits);
 }

@@ -13,6 +13,7 @@ import { Webhook } from 'standardwebhooks';
 import { WebhookReceiver } from '../../test/support/webhook-receiver';
 import { BenchEnvironment, ROOT, seed, startBroker } from './bench-environment';
 import { Cleanup } from './cleanup';
+import { percentile } from './load';
 import { round } from './process-stats';
 import { machineInfo, writeResults, WrittenResults } from './report';
 
@@ -108,9 +109,8 @@ export async function runWebhookLatency(settings: WebhookSettings, env: BenchEnv
     latencies.push(event.receivedAtMs - Date.parse(event.payload.timestamp));
   }
   latencies.sort((a, b) => a - b);
-  const at = (q: number): number => round(latencies[Math.min(latencies.length - 1, Math.ceil(q * latencies.length) - 1)] ?? NaN, 1);
   const lastMs = Math.max(...receiver.received.map((r) => r.receivedAtMs));
-  const latencyMs = { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: round(latencies[latencies.length - 1] ?? NaN, 1) };
+  const latencyMs = { p50: percentile(latencies, 0.5, 1), p90: percentile(latencies, 0.9, 1), p99: percentile(latencies, 0.99, 1), max: percentile(latencies, 1, 1) };
   const missing = seeded.length - seen.size;
   const stages = await db
     .query<{ dispatch_p50: number; dispatch_p99: number; claim_p50: number; claim_p99: number }>(
