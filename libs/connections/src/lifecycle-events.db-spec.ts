@@ -257,13 +257,11 @@ describe('lifecycle events outbox (real Postgres)', () => {
     expect(recorded.map((e) => e.provider)).toEqual(['copyai', 'copyai', 'copyai']);
   });
 
-  // Was a bug (libs/connections/src/postgres-connection-refresh.repository.ts, recordFailure): whether
-  // the statement opened the streak is computed as `refresh_failing_since = $5` (the row's value
-  // after the update equals this write's time), not "it was NULL before". A second transient
-  // failure written at the same instant as the one that opened the streak (same clock reading:
-  // a ManualClock, or two failure writes of one connection within one millisecond, e.g. an admin
-  // "refresh now" beside a read's refresh, which bypass backoff) keeps refresh_failing_since = $5
-  // and so records connection.refresh_failing a second time for one streak.
+  // Whether a failure opened the streak must come from the value before the write ("it was NULL"),
+  // not from comparing the value after it with this write's time: a second transient failure at the
+  // same clock reading (a ManualClock, or two failure writes of one connection within one
+  // millisecond: an admin "refresh now" beside a read's refresh, neither held back by backoff)
+  // would otherwise report the streak twice.
   it('a second failure at the same clock instant does not report the streak twice', async () => {
     const record = await connect('acme');
     clock.advance(2 * HOUR_MS);
@@ -272,13 +270,11 @@ describe('lifecycle events outbox (real Postgres)', () => {
     expect(await types()).toEqual(['connection.connected', 'connection.refresh_failing']);
   });
 
-  // Was a bug (libs/connections/src/postgres-connection.repository.ts, revokeWhere): "unless it was
-  // revoked already" is read from the CTE `before AS (SELECT status FROM connections WHERE id = $1)`,
-  // which sees the statement's snapshot. When two unfenced revokes (markRevoked, $4 NULL) wait
-  // on the same row lock, the second one's UPDATE re-checks only its own WHERE (id, no status
-  // or version condition) after the first commits, and proceeds; its `before` still says
-  // 'active', so it records a second connection.revoked for a change that did not happen.
-  // ConnectionRevoker.revoke falls back to markRevoked after three rounds of version changes.
+  // "Unless it was revoked already" must be read under the row lock: two unfenced revokes
+  // (markRevoked; ConnectionRevoker.revoke falls back to it after three rounds of version changes)
+  // that wait on the same lock both proceed once it is free, and a status read from the
+  // statement's snapshot would still say 'active' to the second, recording a second
+  // connection.revoked for a change that did not happen.
   it('two racing unfenced revokes of one connection record one connection.revoked', async () => {
     const record = await connect('acme');
     const holder = new Client({ connectionString: testDatabaseUrl() });
@@ -305,8 +301,8 @@ describe('lifecycle events outbox (real Postgres)', () => {
     expect(await types()).toEqual(['connection.connected', 'connection.revoked']);
   });
 
-  // Was a bug (the migration's trigger): a statement trigger fires for an INSERT of no rows too, so
-  // every refresh write (whose event CTE usually inserts nothing) woke every dispatcher.
+  // A statement trigger fires for an INSERT of no rows too; every refresh write carries an event CTE
+  // that usually inserts nothing, and must not wake every dispatcher.
   it('NOTIFYs lifecycle_event only for a statement that recorded an event', async () => {
     const record = await connect('acme');
     const listener = new Client({ connectionString: testDatabaseUrl() });
