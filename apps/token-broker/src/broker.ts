@@ -1,18 +1,17 @@
 import { Clock } from '@app/common';
 import { AppConfig } from '@app/config';
 import type { EmbeddedPostgresServer } from '@app/development';
-import { BrokerLogger, createPino, requestLogHook } from '@app/observability';
+import { BrokerLogger, createPino, logsEveryTokenRead, requestLogHook } from '@app/observability';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { AppModule } from './app.module';
 import { Drain } from './health/drain';
 import { frameworkErrorBody } from './http/error.filter';
-import { documentTokenRead } from './tokens/token-read.route';
+import { requestIdOf } from './http/request-id';
+import { documentTokenRead, TokenReadRoute } from './tokens/token-read.route';
 
 export interface RunningBroker {
   app: NestFastifyApplication;
@@ -44,8 +43,6 @@ export class ShutdownTimeoutError extends Error {
     this.name = 'ShutdownTimeoutError';
   }
 }
-
-const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
  * Builds and starts the broker: the embedded database when DATABASE_URL is unset, then the
@@ -79,10 +76,7 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
         void reply.code(body.statusCode).header('content-type', 'application/json; charset=utf-8').send(body);
       },
       trustProxy: true,
-      genReqId: (req: IncomingMessage) => {
-        const given = req.headers['x-request-id'];
-        return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-      },
+      genReqId: requestIdOf,
     });
     const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot({ config, databaseUrl, clock: options.clock }), adapter, {
       logger,
@@ -101,6 +95,9 @@ export async function startBroker(config: AppConfig, options: { port?: number; c
       done();
     });
     adapter.setOnResponseHook(requestLogHook(logger.pino));
+    // Cached token reads are answered ahead of Fastify (TokenReadRoute), except when the request
+    // log is to carry a line for each (debug), which only Fastify's onResponse hook writes.
+    if (!logsEveryTokenRead(logger.pino)) app.get(TokenReadRoute).putLaneInFront(app.getHttpServer());
 
     const document = SwaggerModule.createDocument(
       app,

@@ -56,6 +56,17 @@ export class ApiKeyVerifier {
   }
 
   /**
+   * The caller an `Authorization` header proves when it is a key of `role`, else undefined, with
+   * nothing recorded: for the token read's cached lane (token-read.route.ts), which hands every
+   * request this refuses to the route, whose `authorize` says why and audits it.
+   */
+  callerOf(authorization: string | string[] | undefined, role: CallerRole): Caller | undefined {
+    const match = typeof authorization === 'string' ? BEARER.exec(authorization) : null;
+    const caller = match ? this.identify(match[1]) : undefined;
+    return caller?.role === role ? caller : undefined;
+  }
+
+  /**
    * Records a refused request (`auth.denied`): the key's name and kind when it is one of ours,
    * else `anonymous`; which route was asked for, without its query (it may carry a secret).
    */

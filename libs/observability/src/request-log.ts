@@ -24,9 +24,16 @@ export function requestLogHook(logger: Pino): (request: FastifyRequest, reply: F
   };
 }
 
+/** Whether the request log writes a line for each successful token read (LOG_LEVEL debug or trace). */
+export function logsEveryTokenRead(logger: Pino): boolean {
+  return logger.isLevelEnabled(TOKEN_READ_LEVEL);
+}
+
+const TOKEN_READ_LEVEL: Level = 'debug';
+
 function levelFor(request: FastifyRequest, status: number): Level | undefined {
   if (status >= 500) return 'error';
   if (status >= 400) return 'warn';
   if (QUIET_PATHS.test(request.url)) return undefined;
-  return request.method === 'GET' && request.url.startsWith('/tokens/') ? 'debug' : 'info';
+  return request.method === 'GET' && request.url.startsWith('/tokens/') ? TOKEN_READ_LEVEL : 'info';
 }

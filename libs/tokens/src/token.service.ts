@@ -69,6 +69,28 @@ export class TokenService {
     return this.cache.load(account, now).then((loaded) => this.serve(this.choose(account, provider, loaded, granted), minValiditySec, now, api));
   }
 
+  /**
+   * The answer tokenFor would give, when it can be given from this replica's cache as it stands:
+   * the account is cached, exactly one of its connections is asked for (or granted), that one is
+   * active and valid for `minValiditySec`. Otherwise undefined, with nothing recorded, and the
+   * caller asks tokenFor, which loads, refreshes or says what is wrong. For the token read's
+   * cached lane (TokenReadRoute); derived tokens (`api=`) always go through tokenFor.
+   */
+  cachedToken(account: string, provider: ProviderId | undefined, minValiditySec: number, granted?: ReadonlyArray<string>): IssuedToken | undefined {
+    const now = this.clock.nowMs();
+    const connections = this.cache.cached(account, now);
+    if (connections === undefined) return undefined;
+    let match: CachedConnection | undefined;
+    for (const connection of connections) {
+      if (provider !== undefined ? connection.provider !== provider : granted !== undefined && !granted.includes(connection.provider)) continue;
+      if (match !== undefined) return undefined;
+      match = connection;
+    }
+    if (match === undefined || match.status !== ConnectionStatus.Active) return undefined;
+    if (match.expiresAtMs !== null && match.expiresAtMs - now < minValiditySec * 1000) return undefined;
+    return this.issue(match, match, now);
+  }
+
   private serve(cached: CachedConnection, minValiditySec: number, now: number, api: string | undefined): IssuedToken | Promise<IssuedToken> {
     if (api !== undefined) return this.serveDerived(cached, api, minValiditySec * 1000, now);
     this.assertUsable(cached);

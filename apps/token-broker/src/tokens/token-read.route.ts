@@ -3,15 +3,21 @@ import { ApiKeyVerifier, Caller, ServiceGrants } from '@app/auth';
 import { ACCOUNT_ID_PATTERN, assertAccountId, ErrorCode } from '@app/common';
 import { isProviderId, PROVIDER_IDS, ProviderId, unknownProviderError } from '@app/providers';
 import { IssuedToken, MAX_MIN_VALIDITY_SEC, TokenService } from '@app/tokens';
-import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { OpenAPIObject } from '@nestjs/swagger';
 import type { SchemaObject } from '@nestjs/swagger/dist/interfaces/open-api-spec.interface';
+import fastJson, { ObjectSchema } from 'fast-json-stringify';
+import { parse as parseQueryString } from 'fast-querystring';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Drain } from '../health/drain';
 import { errorCodeOf, sendError } from '../http/error.filter';
-import { DERIVED_TOKEN_APIS, parseTokenQuery, TOKEN_RESPONSE_SCHEMA } from './token-read.dto';
+import { requestIdOf } from '../http/request-id';
+import { DERIVED_TOKEN_APIS, parseTokenQuery, TOKEN_RESPONSE_SCHEMA, TokenQuery } from './token-read.dto';
 
 export const TOKEN_READ_PATH = '/tokens/:account';
+const TOKEN_READ_PREFIX = '/tokens/';
 
 /**
  * GET /tokens/:account, the broker's hot path, served by Fastify directly instead of a Nest
@@ -30,10 +36,24 @@ export const TOKEN_READ_PATH = '/tokens/:account';
  * What it must never do: skip the key check or answer in another error shape. And what it cannot
  * get: a global guard, interceptor or pipe added to the app later does not run here; add what
  * this route needs of it by hand.
+ *
+ * In front of Fastify sits the cached lane (`answerFromCache`): node:http hands every request to
+ * it first, and it answers the one kind that is nearly all of the traffic, a service reading a
+ * cached token it is granted, with the bytes the route would send, and hands everything else to
+ * Fastify untouched. Fastify's request and reply objects, router and hooks cost as much as the
+ * read itself (docs/decisions/0017-cached-token-read-lane.md). The lane only decides with checks
+ * that record nothing (a key it does not know, a grant it does not find, an error it would have
+ * to answer: it declines, and the route does all of it again, audit included), and it records
+ * exactly what the route records for a served read. test/tokens/cached-read-lane.e2e-spec.ts
+ * holds the two to the same answer.
  */
 @Injectable()
-export class TokenReadRoute implements OnModuleInit {
+export class TokenReadRoute implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('Errors');
+  /** The route's own serializer, compiled from the same schema by the same library Fastify uses. */
+  private readonly serialize: (token: IssuedToken) => string = fastJson(TOKEN_RESPONSE_SCHEMA as unknown as ObjectSchema);
+  /** Open from putLaneInFront until the broker shuts down. */
+  private laneOpen = false;
 
   constructor(
     private readonly adapterHost: HttpAdapterHost,
@@ -41,6 +61,7 @@ export class TokenReadRoute implements OnModuleInit {
     private readonly grants: ServiceGrants,
     private readonly tokens: TokenService,
     private readonly reads: TokenReadAudit,
+    private readonly drain: Drain,
   ) {}
 
   onModuleInit(): void {
@@ -53,6 +74,80 @@ export class TokenReadRoute implements OnModuleInit {
       handler: (request, reply) => this.read(request as FastifyRequest<{ Params: { account: string } }>, reply),
       errorHandler: (error, request, reply) => sendError(error, request, reply, this.logger),
     });
+  }
+
+  onModuleDestroy(): void {
+    // From here on Fastify answers everything, as it did before the lane, 503s while it closes included.
+    this.laneOpen = false;
+  }
+
+  /**
+   * Answers a request when it is a plain read of a cached token (GET /tokens/:account with an
+   * account id that needs no decoding, a service key, the caller's grants, no `api=`, a
+   * connection tokenFor would serve from the cache at once) and returns true; returns false,
+   * having written and recorded nothing, for any other request.
+   */
+  answerFromCache(req: IncomingMessage, res: ServerResponse): boolean {
+    if (!this.laneOpen || req.method !== 'GET' || this.drain.active) return false;
+    const url = req.url ?? '';
+    if (!url.startsWith(TOKEN_READ_PREFIX)) return false;
+    const queryAt = url.indexOf('?', TOKEN_READ_PREFIX.length);
+    const account = queryAt === -1 ? url.slice(TOKEN_READ_PREFIX.length) : url.slice(TOKEN_READ_PREFIX.length, queryAt);
+    // The route's own check, on the path as sent: an id with %-escapes, or none at all, goes to Fastify.
+    if (!ACCOUNT_ID_PATTERN.test(account)) return false;
+    const caller = this.verifier.callerOf(req.headers.authorization, 'service');
+    if (caller === undefined) return false;
+    let token: IssuedToken | undefined;
+    try {
+      // Fastify's router parses the query with fast-querystring too (find-my-way), so both see the same values.
+      const query = queryAt === -1 ? NO_QUERY : parseTokenQuery(parseQueryString(url.slice(queryAt + 1)));
+      if (query.api !== undefined) return false;
+      const provider = query.provider;
+      if (provider === undefined) token = this.tokens.cachedToken(account, undefined, query.minValiditySec, this.grants.grantedProviders(caller, account));
+      else if (isProviderId(provider)) {
+        this.grants.assertGranted(caller, provider, account);
+        token = this.tokens.cachedToken(account, provider, query.minValiditySec);
+      }
+    } catch {
+      // An answer the route gives in its error shape (and audits): not_granted, validation_failed, token_unreadable.
+      return false;
+    }
+    if (token === undefined) return false;
+    const body = this.serialize(token);
+    this.served(caller, token);
+    res.writeHead(200, {
+      'x-request-id': requestIdOf(req),
+      'cache-control': 'no-store',
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
+    return true;
+  }
+
+  /**
+   * Makes `server` (Fastify's) give each request to the cached lane first, and to Fastify's own
+   * handler when the lane declines it. startBroker calls it unless every read is to be logged:
+   * the request log line is written by Fastify's onResponse hook, which the lane does not run.
+   */
+  putLaneInFront(server: Server): void {
+    const listeners = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
+    if (listeners.length !== 1) throw new Error(`expected Fastify's one request listener on the HTTP server, found ${listeners.length}`);
+    const [fastify] = listeners;
+    server.removeListener('request', fastify);
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      let answered: boolean;
+      try {
+        answered = this.answerFromCache(req, res);
+      } catch (error) {
+        // Nothing in the lane is expected to throw. Should something, the request is not lost and
+        // the process does not crash: the route answers it (in its error shape) unless the lane already did.
+        this.logger.error({ err: error }, 'the cached token read lane failed; the route answers instead');
+        answered = res.headersSent;
+      }
+      if (!answered) fastify(req, res);
+    });
+    this.laneOpen = true;
   }
 
   /**
@@ -99,6 +194,8 @@ export class TokenReadRoute implements OnModuleInit {
 }
 
 const SERVED = 'served';
+/** What parseTokenQuery makes of a read without a query string. */
+const NO_QUERY: TokenQuery = parseTokenQuery({});
 
 /** DESIGN's words for the outcomes of a read it names; any other refusal is recorded by its error code. */
 const READ_OUTCOMES: Partial<Record<ErrorCode, string>> = {
