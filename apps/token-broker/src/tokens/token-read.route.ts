@@ -45,7 +45,9 @@ const TOKEN_READ_PREFIX = '/tokens/';
  * that record nothing (a key it does not know, a grant it does not find, an error it would have
  * to answer: it declines, and the route does all of it again, audit included), and it records
  * exactly what the route records for a served read. test/tokens/cached-read-lane.e2e-spec.ts
- * holds the two to the same answer.
+ * holds the two to the same answer. So a change to what a served read sends or records goes in
+ * what both share (TokenService.issue, TOKEN_RESPONSE_SCHEMA) or in both `read` and
+ * `answerFromCache`; a Fastify hook added later does not run for a lane answer.
  */
 @Injectable()
 export class TokenReadRoute implements OnModuleInit, OnModuleDestroy {
