@@ -49,4 +49,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 # signal. The flag is the one `npm start` passes (package.json); see
 # apps/token-broker/src/heap-tuning.ts.
 STOPSIGNAL SIGTERM
-CMD ["node", "--max-semi-space-size=8", "-r", "tsconfig-paths/register", "dist/apps/token-broker/src/main.js"]
+CMD ["node", "--max-semi-space-size=4", "-r", "tsconfig-paths/register", "dist/apps/token-broker/src/main.js"]

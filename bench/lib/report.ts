@@ -54,7 +54,7 @@ export interface TokenReadReport {
   };
   failures: { raw: number; broker: number; withoutGrants?: number };
   brokerMemory: MemoryFigures;
-  verdict: { ratio: boolean; p99: boolean; noFailures: boolean; memory?: boolean };
+  verdict: { ratio: boolean; p99: boolean; noFailures: boolean; memory?: boolean; memoryPeak?: boolean };
 }
 
 export function machineInfo(): TokenReadReport['machine'] {
@@ -121,7 +121,9 @@ export function markdownTable(report: TokenReadReport): string {
     `| broker RSS after ${mem.sampleAccounts.toLocaleString('en-US')} accounts read | | ${mb(mem.afterSampleMb)} |${cell('')} ${
       s.storedConnections >= 100_000 ? `< ${TARGET_RSS_MB} MB (100k stored)` : ''
     } | ${ok(report.verdict.memory)} |`,
-    `| broker RSS after the run (peak) | | ${mb(mem.afterRunMb)} (${mb(mem.peakMb)}) |${cell('')} | |`,
+    `| broker RSS after the run (peak) | | ${mb(mem.afterRunMb)} (${mb(mem.peakMb)}) |${cell('')} ${
+      s.storedConnections >= 100_000 ? `peak < ${TARGET_RSS_MB} MB` : ''
+    } | ${ok(report.verdict.memoryPeak)} |`,
     '',
     `| round | raw req/s | broker req/s | ratio | broker p50 | broker p99 |${w ? ' without grants req/s | ratio | p99 |' : ''} CPU (cores): broker / load generator / PostgreSQL / other |`,
     `| ---: | ---: | ---: | ---: | ---: | ---: |${w ? ' ---: | ---: | ---: |' : ''} --- |`,

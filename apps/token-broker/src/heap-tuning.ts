@@ -4,8 +4,8 @@
  * 25 % at most keeps a replica inside its memory budget (DESIGN) at no CPU cost the benchmarks
  * can see. A `--heap-growing-percent` given on the command line wins. The young generation's size
  * can only be set on the command line: `npm start` (package.json) and the Dockerfile pass
- * `--max-semi-space-size=8` for the same reason. Measurements:
- * docs/decisions/0007-heap-tuning.md.
+ * `--max-semi-space-size=4` for the same reason. Measurements: docs/decisions/0007-heap-tuning.md
+ * and 0018-young-generation-4mb.md.
  */
 import { setFlagsFromString } from 'node:v8';
 
