@@ -9,6 +9,9 @@ import { AuthMode, ConnectionError, ConnectionStatus, SealedConnection } from '@
  * in the same heap, so keeping it sealed in memory would protect nothing a heap reader could not
  * undo, and opening it costs more than the rest of a cached read. At rest, in the database, it is
  * always sealed (guarantee 1). The measurements behind both: docs/decisions/0006-read-path-cache.md.
+ *
+ * An account's connections are a chain (`next`), which ConnectionCache keeps by its first: no
+ * array and no wrapper object per account (about 80 bytes each, 8 MB with 100,000 cached).
  */
 export class CachedConnection {
   readonly id: string;
@@ -21,19 +24,24 @@ export class CachedConnection {
   readonly tokenType: string;
   readonly scope: string | null;
   readonly expiresAtMs: number | null;
-  /** When the last failed refresh said to try again (backoff), with the failure. */
+  /** When the last failed refresh said to try again (backoff); null without a failure. */
   readonly nextRefreshAtMs: number | null;
   readonly lastError: Pick<ConnectionError, 'code' | 'message'> | null;
   /** The token derived from this one (Copernica's REST v4 JWT) and its plan; null while there is neither. */
   readonly derived: CachedDerivedToken | null;
   /** The last-used time this replica knows was written (or is queued): see UsageRecorder. */
   lastUsedMs: number;
+  /** When it was read from the database: ConnectionCache's safety-net expiry counts from here. */
+  readonly loadedAtMs: number;
+  /** The account's next connection, when it has several (in the order the database listed them). */
+  next: CachedConnection | null = null;
   /** Kept until the first read opens the access token, then dropped. */
   private sealed: SealedConnection | null;
   private accessToken: string | null = null;
 
-  constructor(sealed: SealedConnection) {
+  constructor(sealed: SealedConnection, loadedAtMs: number) {
     const record = sealed.record;
+    this.loadedAtMs = loadedAtMs;
     this.id = record.id;
     this.account = record.account;
     this.provider = shared(record.provider);
@@ -43,7 +51,8 @@ export class CachedConnection {
     this.tokenType = shared(record.tokenType ?? 'Bearer');
     this.scope = record.scope === null ? null : shared(record.scope);
     this.expiresAtMs = record.expiresAt ? record.expiresAt.getTime() : null;
-    this.nextRefreshAtMs = record.nextRefreshAt ? record.nextRefreshAt.getTime() : null;
+    // Only a failure's retry time is read here (backoff); a planned refresh time would cost every entry a boxed number.
+    this.nextRefreshAtMs = record.lastError && record.nextRefreshAt ? record.nextRefreshAt.getTime() : null;
     this.lastError = record.lastError ? { code: record.lastError.code, message: record.lastError.message } : null;
     this.lastUsedMs = record.lastUsedAt ? record.lastUsedAt.getTime() : 0;
     this.derived =
@@ -92,6 +101,13 @@ export class CachedDerivedToken {
     }
     return this.token;
   }
+}
+
+/** The chain that starts at `first` as a list (null: none). */
+export function connectionsFrom(first: CachedConnection | null): CachedConnection[] {
+  const connections: CachedConnection[] = [];
+  for (let connection = first; connection !== null; connection = connection.next) connections.push(connection);
+  return connections;
 }
 
 /**

@@ -21,7 +21,7 @@ import { AddressInfo, createServer } from 'node:net';
 import { DataSource } from 'typeorm';
 import { eventually, serviceTierConfig } from '../../../test/support/service-tier';
 import { openTestDataSource, testDatabaseUrl, truncateAll } from '../../../test/support/test-database';
-import { CachedConnection } from './cached-connection';
+import { CachedConnection, connectionsFrom } from './cached-connection';
 import { ConnectionCache } from './connection-cache';
 
 const START = Date.UTC(2026, 10, 23, 12);
@@ -83,20 +83,26 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
       nextRefreshAt: new Date(now() + 2880_000),
     });
 
-  it('serves a loaded account synchronously, until it is five minutes old', async () => {
+  it('serves a loaded account synchronously, until it is five minutes old, and one without connections as none', async () => {
     await connect('acme');
     await connect('acme', 'c0', 'copper');
     const { cache } = await startCache();
 
     expect(cache.cached('acme', now())).toBeUndefined();
     const loaded = await cache.load('acme', now());
-    expect(loaded.map((c) => [c.provider, c.status])).toEqual([
+    expect(connectionsFrom(loaded).map((c) => [c.provider, c.status])).toEqual([
       ['copper', 'active'],
       ['copyai', 'active'],
     ]);
     expect(cache.cached('acme', now())).toBe(loaded);
     expect(cache.cached('acme', now() + ENTRY_TTL_MS - 1)).toBe(loaded);
     expect(cache.cached('acme', now() + ENTRY_TTL_MS)).toBeUndefined();
+
+    // An account without connections is kept too, as none (null), for as long.
+    expect(await cache.load('nobody', now())).toBeNull();
+    expect(cache.cached('nobody', now())).toBeNull();
+    expect(cache.cached('nobody', now() + ENTRY_TTL_MS - 1)).toBeNull();
+    expect(cache.cached('nobody', now() + ENTRY_TTL_MS)).toBeUndefined();
   });
 
   it.each<[string, (record: ConnectionRecord) => Promise<unknown>, string]>([
@@ -115,7 +121,7 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
     await change(record);
 
     await eventually('the change notification to drop acme', () => (cache.cached('acme', now()) === undefined ? true : undefined));
-    expect((await cache.load('acme', now())).map(shown)).toEqual([reloaded]);
+    expect(connectionsFrom(await cache.load('acme', now())).map(shown)).toEqual([reloaded]);
   });
 
   it('keeps an account across writes that change neither its tokens nor its status (usage, leases)', async () => {
@@ -155,7 +161,7 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
     const loading = cache.load('acme', now());
     cache.invalidate('acme');
 
-    expect(await loading).toHaveLength(1);
+    expect(connectionsFrom(await loading)).toHaveLength(1);
     expect(cache.cached('acme', now())).toBeUndefined();
     const again = await cache.load('acme', now());
     expect(cache.cached('acme', now())).toBe(again);
@@ -185,8 +191,8 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
     const late = cache.load('acme', now());
     release();
 
-    expect((await early).map(shown)).toEqual(['active with a0']);
-    expect((await late).map(shown)).toEqual(['revoked']);
+    expect(connectionsFrom(await early).map(shown)).toEqual(['active with a0']);
+    expect(connectionsFrom(await late).map(shown)).toEqual(['revoked']);
   });
 
   it('evicts the oldest tenth of its accounts when it is full', async () => {
@@ -207,7 +213,7 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
       await listener.onApplicationShutdown();
 
       expect(cache.cached('acme', now())).toBeUndefined();
-      expect(await cache.load('acme', now())).toHaveLength(1);
+      expect(connectionsFrom(await cache.load('acme', now()))).toHaveLength(1);
       expect(cache.cached('acme', now())).toBeUndefined();
     });
 
@@ -216,7 +222,7 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
       const { cache, listener } = await startCache({ url: await refusingUrl() });
 
       expect(listener.live).toBe(false);
-      expect(await cache.load('acme', now())).toHaveLength(1);
+      expect(connectionsFrom(await cache.load('acme', now()))).toHaveLength(1);
       expect(cache.cached('acme', now())).toBeUndefined();
     });
 
@@ -224,7 +230,7 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
       await connect('acme');
       const { cache } = await startCache({ config: serviceTierConfig({ TOKEN_CACHE_MAX_ACCOUNTS: '0' }) });
 
-      expect(await cache.load('acme', now())).toHaveLength(1);
+      expect(connectionsFrom(await cache.load('acme', now()))).toHaveLength(1);
       expect(cache.cached('acme', now())).toBeUndefined();
     });
   });

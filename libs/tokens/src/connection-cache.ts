@@ -14,10 +14,13 @@ const CHANNEL = 'connection_changed';
  */
 const ENTRY_TTL_MS = 5 * 60_000;
 
-interface Entry {
-  connections: CachedConnection[];
-  loadedAt: number;
+/** An account the database has no connection for, as cached: asked again, it is a 404 without a query. */
+class NoConnection {
+  constructor(readonly loadedAtMs: number) {}
 }
+
+/** An account as cached: its first connection, the others chained to it, or NoConnection. */
+type Entry = CachedConnection | NoConnection;
 
 /**
  * Connections by account for the token read path: a hit costs no database round trip. Every
@@ -31,7 +34,7 @@ interface Entry {
 @Injectable()
 export class ConnectionCache implements OnModuleInit {
   private readonly entries = new Map<string, Entry>();
-  private readonly loading = new Map<string, Promise<CachedConnection[]>>();
+  private readonly loading = new Map<string, Promise<CachedConnection | null>>();
   private readonly maxAccounts: number;
   /** Mirrors DatabaseNotifications.live, kept here so a hit reads one field of this object. */
   private trusted = false;
@@ -60,31 +63,37 @@ export class ConnectionCache implements OnModuleInit {
   }
 
   /**
-   * The account's connections when this replica holds them and may trust them, else undefined.
+   * The account's connections when this replica holds them and may trust them: the first,
+   * chained to the others by `next`, or null when it has none. undefined when not cached.
    * Synchronous on purpose: a hit is the token read's hot path, and an await there costs a
    * promise and a microtask turn per request (docs/decisions/0004-token-read-sync-or-promise.md).
    */
-  cached(account: string, now: number): CachedConnection[] | undefined {
+  cached(account: string, now: number): CachedConnection | null | undefined {
     if (!this.trusted) return undefined;
     const entry = this.entries.get(account);
-    return entry !== undefined && now - entry.loadedAt < ENTRY_TTL_MS ? entry.connections : undefined;
+    if (entry === undefined || now - entry.loadedAtMs >= ENTRY_TTL_MS) return undefined;
+    return entry instanceof CachedConnection ? entry : null;
   }
 
-  /** Reads the account's connections from the database (one query per account at a time) and caches them. */
-  load(account: string, now: number): Promise<CachedConnection[]> {
+  /** Reads the account's connections from the database (one query per account at a time) and caches them; the first, chained, or null. */
+  load(account: string, now: number): Promise<CachedConnection | null> {
     const pending = this.loading.get(account);
     if (pending) return pending;
     const generation = this.generation;
     const load = this.connections
       .findSealedByAccount(account)
       .then((rows) => {
-        const connections = rows.map((row) => new CachedConnection(row));
+        let first: CachedConnection | null = null;
+        for (let i = rows.length - 1; i >= 0; i--) {
+          const connection = new CachedConnection(rows[i], now);
+          connection.next = first;
+          first = connection;
+        }
         // Keyed by the rows' own account string rather than the caller's, which is usually a
         // slice of the request URL: as a map key it would keep the whole URL alive with the entry
         // (about 80 bytes an account, 8 MB of heap with 100,000 cached).
-        const key = connections.length > 0 ? connections[0].account : account;
-        if (this.trusted && generation === this.generation) this.store(key, { connections, loadedAt: now });
-        return connections;
+        if (this.trusted && generation === this.generation) this.store(first?.account ?? account, first ?? new NoConnection(now));
+        return first;
       })
       .finally(() => {
         if (this.loading.get(account) === load) this.loading.delete(account);

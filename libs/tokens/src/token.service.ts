@@ -4,7 +4,7 @@ import { AuditLog, Metrics } from '@app/observability';
 import { isProviderId, presentToken, PROVIDER_DEFINITIONS, providerDefinition, ProviderId, TokenPresentation, unknownProviderError } from '@app/providers';
 import { auditSystemRefresh, isBackingOff, RefreshEngine } from '@app/refresh';
 import { Injectable, Optional } from '@nestjs/common';
-import { CachedConnection } from './cached-connection';
+import { CachedConnection, connectionsFrom } from './cached-connection';
 import { ConnectionCache } from './connection-cache';
 import { isoTime } from './iso-time';
 import { UsageRecorder } from './usage-recorder';
@@ -78,10 +78,10 @@ export class TokenService {
    */
   cachedToken(account: string, provider: ProviderId | undefined, minValiditySec: number, granted?: ReadonlyArray<string>): IssuedToken | undefined {
     const now = this.clock.nowMs();
-    const connections = this.cache.cached(account, now);
-    if (connections === undefined) return undefined;
+    const first = this.cache.cached(account, now);
+    if (first === undefined) return undefined;
     let match: CachedConnection | undefined;
-    for (const connection of connections) {
+    for (let connection = first; connection !== null; connection = connection.next) {
       if (provider !== undefined ? connection.provider !== provider : granted !== undefined && !granted.includes(connection.provider)) continue;
       if (match !== undefined) return undefined;
       match = connection;
@@ -159,7 +159,7 @@ export class TokenService {
       case 'refreshed':
       case 'fresh': {
         this.cache.invalidate(current.account);
-        const latest = new CachedConnection(outcome.connection);
+        const latest = new CachedConnection(outcome.connection, this.clock.nowMs());
         if (usable(latest)) return latest;
         // Another renewal (of the token itself) answered this one: the derived token is still to come.
         throw this.unavailable(current, 'the token was renewed meanwhile; ask again', 1, 'derived');
@@ -215,24 +215,28 @@ export class TokenService {
     };
   }
 
-  private choose(account: string, provider: string | undefined, connections: CachedConnection[], granted: ReadonlyArray<string> | undefined): CachedConnection {
+  /** The connection to serve among the account's (`first` and those chained to it; null: none), or the error that says why there is none. */
+  private choose(account: string, provider: string | undefined, first: CachedConnection | null, granted: ReadonlyArray<string> | undefined): CachedConnection {
     if (provider !== undefined && !isProviderId(provider)) throw unknownProviderError(provider);
     if (provider !== undefined) {
-      const match = connections.find((c) => c.provider === provider);
+      let match = first;
+      while (match !== null && match.provider !== provider) match = match.next;
       if (!match) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no ${provider} connection`);
       return match;
     }
     // Counted in place rather than filtered: the read of a cached token allocates nothing it can avoid.
     let match: CachedConnection | undefined;
     let matches = 0;
-    for (const connection of connections) {
+    for (let connection = first; connection !== null; connection = connection.next) {
       if (granted !== undefined && !granted.includes(connection.provider)) continue;
       match ??= connection;
       matches++;
     }
     if (match === undefined) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no connection`);
     if (matches > 1) {
-      const providers = connections.map((c) => c.provider).filter((p) => granted === undefined || granted.includes(p));
+      const providers = connectionsFrom(first)
+        .map((c) => c.provider)
+        .filter((p) => granted === undefined || granted.includes(p));
       throw new DomainError(ErrorCode.ProviderAmbiguous, `account ${account} has several connections (${providers.join(', ')}); say which with ?provider=`, {
         providers,
       });
@@ -285,9 +289,9 @@ export class TokenService {
       case 'refreshed':
       case 'fresh':
         this.cache.invalidate(record.account);
-        return new CachedConnection(outcome.connection);
+        return new CachedConnection(outcome.connection, this.clock.nowMs());
       case 'not_refreshable':
-        if (stillValid) return new CachedConnection(outcome.connection);
+        if (stillValid) return new CachedConnection(outcome.connection, this.clock.nowMs());
         throw new DomainError(ErrorCode.NeedsReauth, `the ${record.provider} token of ${record.account} has expired and cannot be refreshed; open a new connect session`);
       case 'needs_reauth':
         this.cache.invalidate(record.account);
