@@ -35,7 +35,8 @@ interface VariantFigures {
  * `name=dist-dir`, optionally followed by `;VARIABLE=value` pairs the variant's broker gets on top of
  * the benchmark's (e.g. `open=dist;SERVICE_GRANTS=*=*\/*`); entries separated by spaces (or commas,
  * when none has settings). `NODE_FLAGS` is not a variable but node flags for that variant's broker,
- * after npm start's (e.g. `semi4=dist;NODE_FLAGS=--max-semi-space-size=4`).
+ * after npm start's, separated by commas (entries are separated by spaces), e.g.
+ * `semi4=dist;NODE_FLAGS=--max-semi-space-size=4,--trace-gc`.
  */
 function readVariants(spec: string | undefined): Array<{ name: string; dist: string; env: Record<string, string> }> {
   if (!spec) throw new Error('set BENCH_VARIANTS="name=dist-dir name=dist-dir;VAR=value ..." (e.g. current=dist candidate=.data/variants/x)');
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
         name: variant.name,
         dist: variant.dist,
         // After npm start's flags, so that a variant's V8 flag (the last one given) wins.
-        nodeFlags: [...settings.brokerNodeFlags, ...nodeFlags.split(' ').filter((flag) => flag !== '')],
+        nodeFlags: [...settings.brokerNodeFlags, ...nodeFlags.split(',').filter((flag) => flag !== '')],
         env: variantEnv,
       });
       brokers.push(server);

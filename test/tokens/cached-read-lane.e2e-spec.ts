@@ -14,7 +14,7 @@ import { Drain } from '../../apps/token-broker/src/health/drain';
 import { TokenReadRoute } from '../../apps/token-broker/src/tokens/token-read.route';
 import { useBrokerSuite } from '../support/broker-suite';
 import { connectAccount } from '../support/connect-dance';
-import { TEST_ADMIN_KEY, TEST_SERVICE_KEY } from '../support/test-broker';
+import { captureLogs, TEST_ADMIN_KEY, TEST_SERVICE_KEY } from '../support/test-broker';
 
 const NARROW_KEY = `nar-${randomBytes(18).toString('base64url')}`;
 const DECLINED = 599;
@@ -112,6 +112,8 @@ describe('GET /tokens/:account through the cached lane', () => {
 
   /** The audit trail so far (written out first), as a count per `actor action account provider outcome`. */
   const auditTrail = async (): Promise<Record<string, number>> => {
+    // Twice: a flush the timer started earlier is joined, and may have drained before the last reads.
+    await suite.broker.app.get(AuditWriter).flush();
     await suite.broker.app.get(AuditWriter).flush();
     const rows = await suite.db.query<Array<{ key: string; n: number }>>(
       `SELECT concat_ws(' ', actor, action, account, provider, outcome) AS key, sum(count)::int AS n FROM audit_events GROUP BY 1`,
@@ -119,13 +121,21 @@ describe('GET /tokens/:account through the cached lane', () => {
     return Object.fromEntries(rows.map((r) => [r.key, r.n]));
   };
 
+  /** The token read counters as /metrics shows them (usage is recorded beside them, in TokenService.issue). */
+  const readMetrics = async (): Promise<string[]> =>
+    (await (await suite.broker.call('/metrics')).text()).split('\n').filter((line) => line.startsWith('token_broker_token_reads_total'));
+
   it('declines, recording nothing, every read it cannot answer from the cache as it is', async () => {
     // Nothing cached yet: even a plain read goes to the route.
     expect((await send(probeUrl, '/tokens/acme', TEST_SERVICE_KEY)).status).toBe(DECLINED);
     for (const account of ['acme', 'globex', 'initech']) {
       expect((await send(suite.broker.url, `/tokens/${account}?provider=${account === 'globex' ? 'copper' : 'copyai'}`, TEST_SERVICE_KEY)).status).toBe(200);
     }
+    // Cached as having no connection: the route answers its 404.
+    expect((await send(suite.broker.url, '/tokens/nobody', TEST_SERVICE_KEY)).status).toBe(404);
     const before = await auditTrail();
+    const metricsBefore = await readMetrics();
+    expect(metricsBefore.some((line) => line.includes('provider="copper",outcome="served"'))).toBe(true);
     expect(before['tests token.read globex copper served']).toBeGreaterThan(0);
     const declined: Array<[string, string | undefined, string?]> = [
       ['/tokens/acme', undefined],
@@ -156,8 +166,9 @@ describe('GET /tokens/:account through the cached lane', () => {
       const status = (await send(probeUrl, path, key, method)).status;
       expect({ path, key: key?.slice(0, 4), method, status }).toEqual({ path, key: key?.slice(0, 4), method, status: DECLINED });
     }
-    // No auth.denied, no token.read: the lane recorded nothing for what it declined.
+    // No auth.denied, no token.read, no read counted in the metrics: the lane recorded nothing for what it declined.
     expect(await auditTrail()).toEqual(before);
+    expect(await readMetrics()).toEqual(metricsBefore);
 
     // What it does answer, recorded as the route records it: inside the grants, with a provider or without one.
     expect((await send(probeUrl, '/tokens/acme', NARROW_KEY)).status).toBe(200);
@@ -194,5 +205,19 @@ describe('GET /tokens/:account through the cached lane', () => {
     const viaBroker = await send(suite.broker.url, '/tokens/acme', TEST_SERVICE_KEY);
     expect(viaBroker.status).toBe(200);
     expect(viaBroker.headers).toContain('connection: close');
+  });
+});
+
+describe('GET /tokens/:account at LOG_LEVEL=debug', () => {
+  // The request log's line for each read comes from Fastify's onResponse hook: no lane then.
+  const logs = captureLogs('debug');
+  const suite = useBrokerSuite({ env: { LOG_LEVEL: 'debug' }, logger: logs.logger });
+
+  it('logs every cached read, because every read goes through the route', async () => {
+    await connectAccount(suite.broker, 'acme', 'copyai');
+    for (let i = 0; i < 3; i++) expect((await send(suite.broker.url, '/tokens/acme', TEST_SERVICE_KEY)).status).toBe(200);
+    const logged = logs.entries().filter((entry) => entry.msg === 'request completed' && entry.path === '/tokens/acme' && entry.statusCode === 200);
+    expect(logged).toHaveLength(3);
+    expect(logged.every((entry) => entry.level === 20)).toBe(true);
   });
 });

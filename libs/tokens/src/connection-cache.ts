@@ -89,10 +89,12 @@ export class ConnectionCache implements OnModuleInit {
           connection.next = first;
           first = connection;
         }
-        // Keyed by the rows' own account string rather than the caller's, which is usually a
-        // slice of the request URL: as a map key it would keep the whole URL alive with the entry
-        // (about 80 bytes an account, 8 MB of heap with 100,000 cached).
-        if (this.trusted && generation === this.generation) this.store(first?.account ?? account, first ?? new NoConnection(now));
+        // Keyed by the rows' own account string, or a copy of the caller's, never the caller's
+        // itself: that is usually a slice of the request URL, and as a map key it would keep the
+        // whole URL alive with the entry (about 80 bytes an account, 8 MB of heap with 100,000
+        // cached; as much as the URL is long for a padded one). Account ids are ASCII.
+        const key = first?.account ?? Buffer.from(account, 'latin1').toString('latin1');
+        if (this.trusted && generation === this.generation) this.store(key, first ?? new NoConnection(now));
         return first;
       })
       .finally(() => {

@@ -194,13 +194,15 @@ export class TokenService {
     }
   }
 
-  /** The answer for `served`; usage is recorded on the cached entry the read started from. */
+  /**
+   * The answer for `served`; usage is recorded on the cached entry the read started from. Built
+   * before anything is recorded, so that a read which fails here (an unreadable token) records
+   * nothing, and the cached lane can hand it to the route (TokenReadRoute) without a double count.
+   */
   private issue(served: CachedConnection, read: CachedConnection, now: number): IssuedToken {
     const accessToken = served.accessTokenVia((sealed) => this.sealer.openServed(sealed));
     const definition = providerDefinition(served.provider as ProviderId);
-    this.usage.used(read, now);
-    this.metrics.tokenRead(served.provider, 'served');
-    return {
+    const answer: IssuedToken = {
       account: served.account,
       provider: served.provider,
       accessToken,
@@ -213,6 +215,9 @@ export class TokenService {
           : presentToken(definition, accessToken),
       authMode: served.authMode,
     };
+    this.usage.used(read, now);
+    this.metrics.tokenRead(served.provider, 'served');
+    return answer;
   }
 
   /** The connection to serve among the account's (`first` and those chained to it; null: none), or the error that says why there is none. */

@@ -29,7 +29,9 @@ const TOKEN_READ_PREFIX = '/tokens/';
  * It is the one route outside a controller besides /docs, and it gives up nothing a controller
  * route gets: the service key is checked by the guard's own ApiKeyVerifier.authorize, errors go
  * through the same sendError as ErrorFilter, the request id and request log come from the
- * adapter's hooks (every route runs them), and its OpenAPI entry is added by documentTokenRead.
+ * adapter's hooks (every Fastify route runs them; the lane below writes the same request id and
+ * declines whenever the request log wants a line per read), and its OpenAPI entry is added by
+ * documentTokenRead.
  * test/foundation/http.e2e-spec.ts lists it as the only guarded route outside a controller and
  * checks it refuses a missing, unknown or admin key.
  *
@@ -97,13 +99,19 @@ export class TokenReadRoute implements OnModuleInit, OnModuleDestroy {
     const account = queryAt === -1 ? url.slice(TOKEN_READ_PREFIX.length) : url.slice(TOKEN_READ_PREFIX.length, queryAt);
     // The route's own check, on the path as sent: an id with %-escapes, or none at all, goes to Fastify.
     if (!ACCOUNT_ID_PATTERN.test(account)) return false;
+    let query: TokenQuery;
+    try {
+      // Fastify's router parses the query with fast-querystring too (find-my-way), so both see the same values.
+      query = queryAt === -1 ? NO_QUERY : parseTokenQuery(parseQueryString(url.slice(queryAt + 1)));
+    } catch {
+      return false;
+    }
+    // Before the key's digest, so that a read the route serves anyway (a derived token) pays for it once.
+    if (query.api !== undefined) return false;
     const caller = this.verifier.callerOf(req.headers.authorization, 'service');
     if (caller === undefined) return false;
     let token: IssuedToken | undefined;
     try {
-      // Fastify's router parses the query with fast-querystring too (find-my-way), so both see the same values.
-      const query = queryAt === -1 ? NO_QUERY : parseTokenQuery(parseQueryString(url.slice(queryAt + 1)));
-      if (query.api !== undefined) return false;
       const provider = query.provider;
       if (provider === undefined) token = this.tokens.cachedToken(account, undefined, query.minValiditySec, this.grants.grantedProviders(caller, account));
       else if (isProviderId(provider)) {
@@ -111,7 +119,7 @@ export class TokenReadRoute implements OnModuleInit, OnModuleDestroy {
         token = this.tokens.cachedToken(account, provider, query.minValiditySec);
       }
     } catch {
-      // An answer the route gives in its error shape (and audits): not_granted, validation_failed, token_unreadable.
+      // An answer the route gives in its error shape (and audits): not_granted, token_unreadable.
       return false;
     }
     if (token === undefined) return false;
