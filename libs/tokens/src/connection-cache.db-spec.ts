@@ -18,6 +18,8 @@ import {
 import { KeyRing, TokenCipher } from '@app/crypto';
 import { DatabaseNotifications } from '@app/database';
 import { AddressInfo, createServer } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { DataSource } from 'typeorm';
 import { eventually, serviceTierConfig } from '../../../test/support/service-tier';
 import { openTestDataSource, testDatabaseUrl, truncateAll } from '../../../test/support/test-database';
@@ -25,6 +27,12 @@ import { CachedConnection, connectionsFrom } from './cached-connection';
 import { ConnectionCache } from './connection-cache';
 
 const START = Date.UTC(2026, 10, 23, 12);
+
+/** V8's full collection, made callable in this process (jest does not run node with --expose-gc). */
+function collectGarbage(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
 /** ConnectionCache's safety-net age for an entry. */
 const ENTRY_TTL_MS = 5 * 60_000;
 
@@ -202,6 +210,24 @@ describe('ConnectionCache (real Postgres, real listener)', () => {
 
     const kept = accounts.filter((account) => cache.cached(account, now()) !== undefined);
     expect(kept).toEqual(accounts.slice(2));
+  });
+
+  it('keeps no part of the caller\'s string alive: an id sliced from a long request URL costs the cache only the id', async () => {
+    const gc = collectGarbage();
+    await connect('acct-present-0001');
+    const { cache } = await startCache();
+    // Ids cut out of 100 KB "URLs", as Fastify's router hands them on (V8 slices, which point into the whole string).
+    const sliced = (id: string): string => `/tokens/${id}?minValidity=${'0'.repeat(100_000)}60`.slice(8, 8 + id.length);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    await cache.load(sliced('acct-present-0001'), now());
+    for (let i = 0; i < 200; i++) await cache.load(sliced(`acct-missing-${String(i).padStart(4, '0')}`), now());
+    gc();
+    const retainedMb = (process.memoryUsage().heapUsed - before) / 1e6;
+    // 201 accounts cached, as found and as none: a few tens of KB; the URLs would be 20 MB.
+    expect(cache.cached('acct-missing-0199', now())).toBeNull();
+    expect(cache.cached('acct-present-0001', now())).not.toBeUndefined();
+    expect(retainedMb).toBeLessThan(5);
   });
 
   describe('serves nothing while its listener is not live', () => {
