@@ -63,10 +63,28 @@ export async function openTestDataSource(entities: DataSource['options']['entiti
   return dataSource.initialize();
 }
 
-/** Empties every table the broker owns (not the migrations table), between tests. */
+/**
+ * Empties every table the broker owns (not the migrations table), between tests. A broker still
+ * running beside it (its audit writer, webhook dispatcher, usage flush) can hold row locks on one
+ * table while it waits for another the TRUNCATE has already locked: Postgres then breaks the
+ * deadlock by cancelling one side, sometimes the TRUNCATE, which is simply tried again.
+ */
 export async function truncateAll(dataSource: DataSource): Promise<void> {
   const rows: Array<{ tablename: string }> = await dataSource.query(
-    `SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'`,
+    `SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations' ORDER BY tablename`,
   );
-  if (rows.length > 0) await dataSource.query(`TRUNCATE ${rows.map((r) => `"${r.tablename}"`).join(', ')} CASCADE`);
+  if (rows.length === 0) return;
+  const statement = `TRUNCATE ${rows.map((r) => `"${r.tablename}"`).join(', ')} CASCADE`;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await dataSource.query(statement);
+      return;
+    } catch (error) {
+      const code = (error as { driverError?: { code?: string } }).driverError?.code;
+      if (code !== DEADLOCK_DETECTED || attempt >= 5) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+    }
+  }
 }
+
+const DEADLOCK_DETECTED = '40P01';
