@@ -26,6 +26,30 @@ export interface IssuedToken {
   authMode: AuthMode;
 }
 
+/** pick's answer when more than one connection would do: the read must name its provider. */
+const SEVERAL = Symbol('several connections');
+
+/**
+ * The connection a read asks for among an account's (`first`, chained; null: none): the one at
+ * `provider`, or, when it names none, the only one at a provider in `granted` (any, when
+ * undefined). undefined when there is none, SEVERAL when more than one would do. A walk of the
+ * chain that allocates nothing: the read of a cached token allocates nothing it can avoid.
+ */
+function pick(first: CachedConnection | null, provider: string | undefined, granted: ReadonlyArray<string> | undefined): CachedConnection | typeof SEVERAL | undefined {
+  let match: CachedConnection | undefined;
+  for (let connection = first; connection !== null; connection = connection.next) {
+    if (provider !== undefined ? connection.provider !== provider : granted !== undefined && !granted.includes(connection.provider)) continue;
+    if (match !== undefined) return SEVERAL;
+    match = connection;
+  }
+  return match;
+}
+
+/** Whether the connection's token expires within `minValidityMs` of `now` (a token without an expiry never does). */
+function expiresWithin(connection: CachedConnection, now: number, minValidityMs: number): boolean {
+  return connection.expiresAtMs !== null && connection.expiresAtMs - now < minValidityMs;
+}
+
 /**
  * GET /tokens/:account: a token valid for at least `minValidity` seconds, refreshed first when
  * needed. The hot path is a cache hit and a few comparisons; it never writes to the database.
@@ -76,18 +100,12 @@ export class TokenService {
    * caller asks tokenFor, which loads, refreshes or says what is wrong. For the token read's
    * cached lane (TokenReadRoute); derived tokens (`api=`) always go through tokenFor.
    */
-  cachedToken(account: string, provider: ProviderId | undefined, minValiditySec: number, granted?: ReadonlyArray<string>): IssuedToken | undefined {
+  cachedToken(account: string, provider: string | undefined, minValiditySec: number, granted?: ReadonlyArray<string>): IssuedToken | undefined {
     const now = this.clock.nowMs();
     const first = this.cache.cached(account, now);
     if (first === undefined) return undefined;
-    let match: CachedConnection | undefined;
-    for (let connection = first; connection !== null; connection = connection.next) {
-      if (provider !== undefined ? connection.provider !== provider : granted !== undefined && !granted.includes(connection.provider)) continue;
-      if (match !== undefined) return undefined;
-      match = connection;
-    }
-    if (match === undefined || match.status !== ConnectionStatus.Active) return undefined;
-    if (match.expiresAtMs !== null && match.expiresAtMs - now < minValiditySec * 1000) return undefined;
+    const match = pick(first, provider, granted);
+    if (match === undefined || match === SEVERAL || match.status !== ConnectionStatus.Active || expiresWithin(match, now, minValiditySec * 1000)) return undefined;
     return this.issue(match, match, now);
   }
 
@@ -95,7 +113,7 @@ export class TokenService {
     if (api !== undefined) return this.serveDerived(cached, api, minValiditySec * 1000, now);
     this.assertUsable(cached);
     const minValidityMs = minValiditySec * 1000;
-    if (cached.expiresAtMs !== null && cached.expiresAtMs - now < minValidityMs) {
+    if (expiresWithin(cached, now, minValidityMs)) {
       return this.refreshForRead(cached, minValidityMs).then((served) => this.issue(served, cached, now));
     }
     return this.issue(cached, cached, now);
@@ -223,22 +241,11 @@ export class TokenService {
   /** The connection to serve among the account's (`first` and those chained to it; null: none), or the error that says why there is none. */
   private choose(account: string, provider: string | undefined, first: CachedConnection | null, granted: ReadonlyArray<string> | undefined): CachedConnection {
     if (provider !== undefined && !isProviderId(provider)) throw unknownProviderError(provider);
-    if (provider !== undefined) {
-      let match = first;
-      while (match !== null && match.provider !== provider) match = match.next;
-      if (!match) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no ${provider} connection`);
-      return match;
+    const match = pick(first, provider, granted);
+    if (match === undefined) {
+      throw new DomainError(ErrorCode.ConnectionNotFound, provider !== undefined ? `account ${account} has no ${provider} connection` : `account ${account} has no connection`);
     }
-    // Counted in place rather than filtered: the read of a cached token allocates nothing it can avoid.
-    let match: CachedConnection | undefined;
-    let matches = 0;
-    for (let connection = first; connection !== null; connection = connection.next) {
-      if (granted !== undefined && !granted.includes(connection.provider)) continue;
-      match ??= connection;
-      matches++;
-    }
-    if (match === undefined) throw new DomainError(ErrorCode.ConnectionNotFound, `account ${account} has no connection`);
-    if (matches > 1) {
+    if (match === SEVERAL) {
       const providers = connectionsFrom(first)
         .map((c) => c.provider)
         .filter((p) => granted === undefined || granted.includes(p));

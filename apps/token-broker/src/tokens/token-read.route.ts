@@ -113,14 +113,9 @@ export class TokenReadRoute implements OnModuleInit, OnModuleDestroy {
     if (caller === undefined) return false;
     let token: IssuedToken | undefined;
     try {
-      const provider = query.provider;
-      if (provider === undefined) token = this.tokens.cachedToken(account, undefined, query.minValiditySec, this.grants.grantedProviders(caller, account));
-      else if (isProviderId(provider)) {
-        this.grants.assertGranted(caller, provider, account);
-        token = this.tokens.cachedToken(account, provider, query.minValiditySec);
-      }
+      token = this.tokens.cachedToken(account, query.provider, query.minValiditySec, this.grantedFor(caller, account, query.provider));
     } catch {
-      // An answer the route gives in its error shape (and audits): not_granted, token_unreadable.
+      // An answer the route gives in its error shape (and audits): provider_unknown, not_granted, token_unreadable.
       return false;
     }
     if (token === undefined) return false;
@@ -181,16 +176,25 @@ export class TokenReadRoute implements OnModuleInit, OnModuleDestroy {
       assertAccountId(account);
       const query = parseTokenQuery(request.query as Record<string, unknown>);
       provider = query.provider;
-      let granted: ReadonlyArray<ProviderId> | undefined;
-      if (provider === undefined) granted = this.grants.grantedProviders(caller, account);
-      else if (isProviderId(provider)) this.grants.assertGranted(caller, provider, account);
-      else throw unknownProviderError(provider);
+      const granted = this.grantedFor(caller, account, provider);
       const issued = this.tokens.tokenFor(account, provider, query.minValiditySec, granted, query.api);
       if (issued instanceof Promise) return issued.then((token) => this.served(caller, token), (error: unknown) => this.refused(caller, account, provider, error));
       return this.served(caller, issued);
     } catch (error) {
       return this.refused(caller, account, provider, error);
     }
+  }
+
+  /**
+   * The caller's grants for this read, checked in memory before any lookup: with a provider,
+   * that one must be granted (and known); without, the providers to consider (undefined: all).
+   * @throws DomainError provider_unknown, not_granted
+   */
+  private grantedFor(caller: Caller, account: string, provider: string | undefined): ReadonlyArray<ProviderId> | undefined {
+    if (provider === undefined) return this.grants.grantedProviders(caller, account);
+    if (!isProviderId(provider)) throw unknownProviderError(provider);
+    this.grants.assertGranted(caller, provider, account);
+    return undefined;
   }
 
   private served(caller: Caller, token: IssuedToken): IssuedToken {
