@@ -12,9 +12,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
-import { useBrokerSuite } from '../support/broker-suite';
 import { connectAccount } from '../support/connect-dance';
 import { WebhookReceiver } from '../support/webhook-receiver';
+import { useWebhookSuite } from '../support/webhook-suite';
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 const RECEIVER_TOKEN = 'receiver-secret-7d1e';
@@ -39,24 +39,13 @@ interface Page {
 }
 
 describe('webhook deliveries given up, retried and listed', () => {
+  const webhooks = useWebhookSuite({
+    path: `/hooks?token=${RECEIVER_TOKEN}`,
+    env: { WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_BASE_MS: '100', WEBHOOK_RETRY_MAX_MS: '200', WEBHOOK_MAX_ATTEMPTS: '2' },
+  });
+  const suite = webhooks.suite;
   let receiver: WebhookReceiver;
-  beforeAll(async () => (receiver = await WebhookReceiver.start()));
-  afterAll(() => receiver.close());
-  const suite = useBrokerSuite({
-    env: {
-      get WEBHOOK_URLS() {
-        return `${receiver.url}/hooks?token=${RECEIVER_TOKEN}`;
-      },
-      WEBHOOK_SECRET: SECRET,
-      WEBHOOK_RETRY_BASE_MS: '100',
-      WEBHOOK_RETRY_MAX_MS: '200',
-      WEBHOOK_MAX_ATTEMPTS: '2',
-    },
-  });
-  beforeEach(() => {
-    receiver.received.length = 0;
-    receiver.recover();
-  });
+  beforeAll(() => (receiver = webhooks.receiver));
 
   const get = async (query: string): Promise<{ status: number; body: Page & { error?: string; message?: string } }> => {
     const response = await suite.broker.call(`/admin/webhook-deliveries${query}`, { as: 'admin' });

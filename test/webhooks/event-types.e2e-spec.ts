@@ -21,9 +21,9 @@ import { ManualClock } from '@app/common';
 import { RefreshSweeper, SweepReport } from '@app/refresh';
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
-import { useBrokerSuite } from '../support/broker-suite';
 import { connectAccount } from '../support/connect-dance';
 import { ReceivedWebhook, WebhookReceiver } from '../support/webhook-receiver';
+import { useWebhookSuite } from '../support/webhook-suite';
 import { ms, refreshRow } from '../refresh/refresh-fixtures';
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
@@ -33,24 +33,10 @@ type Data = { account?: string; provider?: string; status?: string; reason?: str
 
 describe('lifecycle event types, each fired once when it should', () => {
   const clock = new ManualClock(Date.now());
+  const webhooks = useWebhookSuite({ clock, env: { WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_BASE_MS: '100', WEBHOOK_RETRY_MAX_MS: '400' } });
+  const suite = webhooks.suite;
   let receiver: WebhookReceiver;
-  beforeAll(async () => (receiver = await WebhookReceiver.start()));
-  afterAll(() => receiver.close());
-  const suite = useBrokerSuite({
-    clock,
-    env: {
-      get WEBHOOK_URLS() {
-        return `${receiver.url}/hooks`;
-      },
-      WEBHOOK_SECRET: SECRET,
-      WEBHOOK_RETRY_BASE_MS: '100',
-      WEBHOOK_RETRY_MAX_MS: '400',
-    },
-  });
-  beforeEach(() => {
-    receiver.received.length = 0;
-    receiver.recover();
-  });
+  beforeAll(() => (receiver = webhooks.receiver));
   afterEach(() => {
     // Every delivery this test received is signed with WEBHOOK_SECRET, as a receiver checks it.
     const verifier = new Webhook(SECRET);

@@ -5,29 +5,19 @@
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { connectAccount } from '../support/connect-dance';
-import { useBrokerSuite } from '../support/broker-suite';
 import { WebhookReceiver } from '../support/webhook-receiver';
+import { useWebhookSuite } from '../support/webhook-suite';
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 
 describe('lifecycle events (webhooks)', () => {
-  let receiver: WebhookReceiver;
-  beforeAll(async () => (receiver = await WebhookReceiver.start()));
-  afterAll(() => receiver.close());
-  // The receiver must exist before the broker reads WEBHOOK_URLS: a getter defers the read.
-  const env = {
-    get WEBHOOK_URLS() {
-      return `${receiver.url}/hooks?token=receiver-own-token`;
-    },
-    WEBHOOK_SECRET: SECRET,
-    WEBHOOK_RETRY_BASE_MS: '100',
-    WEBHOOK_RETRY_MAX_MS: '400',
-  } as Record<string, string>;
-  const suite = useBrokerSuite({ env });
-  beforeEach(() => {
-    receiver.received.length = 0;
-    receiver.recover();
+  const webhooks = useWebhookSuite({
+    path: '/hooks?token=receiver-own-token',
+    env: { WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_BASE_MS: '100', WEBHOOK_RETRY_MAX_MS: '400' },
   });
+  const suite = webhooks.suite;
+  let receiver: WebhookReceiver;
+  beforeAll(() => (receiver = webhooks.receiver));
 
   it('sends connection.connected, signed so that a Standard Webhooks verifier accepts it, with the admin view and no token', async () => {
     await connectAccount(suite.broker, 'acme', 'copyai');

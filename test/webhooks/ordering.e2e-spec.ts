@@ -11,30 +11,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
-import { useBrokerSuite } from '../support/broker-suite';
 import { connectAccount } from '../support/connect-dance';
 import { ReceivedWebhook, WebhookReceiver } from '../support/webhook-receiver';
+import { useWebhookSuite } from '../support/webhook-suite';
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 
 describe('lifecycle events of one connection are delivered in order', () => {
+  const webhooks = useWebhookSuite({ env: { WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_BASE_MS: '100', WEBHOOK_RETRY_MAX_MS: '300' } });
+  const suite = webhooks.suite;
   let receiver: WebhookReceiver;
-  beforeAll(async () => (receiver = await WebhookReceiver.start()));
-  afterAll(() => receiver.close());
-  const suite = useBrokerSuite({
-    env: {
-      get WEBHOOK_URLS() {
-        return `${receiver.url}/hooks`;
-      },
-      WEBHOOK_SECRET: SECRET,
-      WEBHOOK_RETRY_BASE_MS: '100',
-      WEBHOOK_RETRY_MAX_MS: '300',
-    },
-  });
-  beforeEach(() => {
-    receiver.received.length = 0;
-    receiver.recover();
-  });
+  beforeAll(() => (receiver = webhooks.receiver));
 
   const admin = (path: string, method = 'POST', body?: unknown): Promise<Response> =>
     suite.broker.call(path, {

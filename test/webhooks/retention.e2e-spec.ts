@@ -5,21 +5,14 @@
 import { WebhookDispatcher } from '@app/webhooks';
 import { randomBytes } from 'node:crypto';
 import { connectAccount } from '../support/connect-dance';
-import { useBrokerSuite } from '../support/broker-suite';
 import { WebhookReceiver } from '../support/webhook-receiver';
+import { useWebhookSuite } from '../support/webhook-suite';
 
 describe('lifecycle event retention', () => {
+  const webhooks = useWebhookSuite({ env: { WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`, AUDIT_RETENTION_DAYS: '30' } });
+  const suite = webhooks.suite;
   let receiver: WebhookReceiver;
-  beforeAll(async () => (receiver = await WebhookReceiver.start()));
-  afterAll(() => receiver.close());
-  const env = {
-    get WEBHOOK_URLS() {
-      return `${receiver.url}/hooks`;
-    },
-    WEBHOOK_SECRET: `whsec_${randomBytes(32).toString('base64')}`,
-    AUDIT_RETENTION_DAYS: '30',
-  } as Record<string, string>;
-  const suite = useBrokerSuite({ env });
+  beforeAll(() => (receiver = webhooks.receiver));
 
   it('prunes delivered events past the retention, keeps pending ones and recent ones', async () => {
     // Only this test's accounts count: the broker may have delivered events other suites left behind before the tables were emptied.
