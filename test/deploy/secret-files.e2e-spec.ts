@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { BrokerProcess, spawnBrokerProcess, startBrokerProcess } from '../support/broker-process';
-import { BrokerEndpoint, connectAccount } from '../support/connect-dance';
-import { TEST_ADMIN_KEY, TEST_ENCRYPTION_KEYS, TEST_SERVICE_KEY } from '../support/test-broker';
+import { connectAccount } from '../support/connect-dance';
+import { brokerEndpoint, TEST_ADMIN_KEY, TEST_ENCRYPTION_KEYS, TEST_SERVICE_KEY } from '../support/test-broker';
 import { openTestDataSource, testDatabaseUrl, truncateAll } from '../support/test-database';
 
 /** Every secret the broker process would otherwise get from startBrokerProcess's environment, left out. */
@@ -67,19 +67,9 @@ describe('secrets from <NAME>_FILE', () => {
     };
   };
 
-  const endpoint = (child: BrokerProcess): BrokerEndpoint => ({
-    url: child.url,
-    call: (path, init = {}) => {
-      const { as, ...rest } = init;
-      const headers = new Headers(rest.headers);
-      if (as) headers.set('authorization', `Bearer ${as === 'service' ? TEST_SERVICE_KEY : TEST_ADMIN_KEY}`);
-      return fetch(`${child.url}${path}`, { ...rest, headers, redirect: 'manual' });
-    },
-  });
-
   it('serves in production with every secret read from a file', async () => {
     broker = await startBrokerProcess(productionFromFiles());
-    const api = endpoint(broker);
+    const api = brokerEndpoint(broker.url);
 
     // The client secret from its file is what the sandbox's token endpoint accepts.
     await connectAccount(api, 'acme-files', 'copyai');

@@ -105,13 +105,21 @@ export async function startTestBroker(
     ...env,
   });
   const broker = await startBroker(config, { clock: options.clock, logger: options.logger });
+  return { ...broker, call: brokerEndpoint(broker.url).call };
+}
+
+/**
+ * How a test calls a broker listening at `url` (in this process or a child): `call` adds the
+ * test service or admin key (`as`) and never follows a redirect.
+ */
+export function brokerEndpoint(url: string): Pick<TestBroker, 'url' | 'call'> {
   return {
-    ...broker,
+    url,
     call: (path, init = {}) => {
       const { as, ...rest } = init;
       const headers = new Headers(rest.headers);
       if (as) headers.set('authorization', `Bearer ${as === 'service' ? TEST_SERVICE_KEY : TEST_ADMIN_KEY}`);
-      return fetch(`${broker.url}${path}`, { ...rest, headers, redirect: 'manual' });
+      return fetch(`${url}${path}`, { ...rest, headers, redirect: 'manual' });
     },
   };
 }

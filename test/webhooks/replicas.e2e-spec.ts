@@ -16,23 +16,13 @@ import { DataSource } from 'typeorm';
 import { ProviderSandbox, startProviderSandbox } from '../../apps/provider-sandbox/src/provider-sandbox';
 import { BrokerProcess, startBrokerProcess } from '../support/broker-process';
 import { BrokerEndpoint, connectAccount } from '../support/connect-dance';
-import { TEST_ADMIN_KEY, TEST_SERVICE_KEY } from '../support/test-broker';
+import { brokerEndpoint } from '../support/test-broker';
 import { openTestDataSource, truncateAll } from '../support/test-database';
 import { CLIENT_GONE, WebhookReceiver } from '../support/webhook-receiver';
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 /** WEBHOOK_TIMEOUT_MS + the lease margin (libs/webhooks): how long a dead replica's claim holds. */
 const CLAIM_LEASE_MS = 15_000;
-
-const endpoint = (child: BrokerProcess): BrokerEndpoint => ({
-  url: child.url,
-  call: (path, init = {}) => {
-    const { as, ...rest } = init;
-    const headers = new Headers(rest.headers);
-    if (as) headers.set('authorization', `Bearer ${as === 'service' ? TEST_SERVICE_KEY : TEST_ADMIN_KEY}`);
-    return fetch(`${child.url}${path}`, { ...rest, headers, redirect: 'manual' });
-  },
-});
 
 describe('webhook delivery across broker processes', () => {
   let sandbox: ProviderSandbox;
@@ -72,7 +62,7 @@ describe('webhook delivery across broker processes', () => {
       WEBHOOK_RETRY_MAX_MS: '500',
     });
     children.push(child);
-    return { ...endpoint(child), child };
+    return { ...brokerEndpoint(child.url), child };
   };
   const storeKey = async (api: BrokerEndpoint, account: string): Promise<void> => {
     const response = await api.call(`/admin/connections/${account}/credentials?provider=copyai`, {
